@@ -1,0 +1,110 @@
+"""The gradient checker itself: it must catch broken backwards, and say so loudly."""
+
+import numpy as np
+import pytest
+
+import tinyconvmixer.functional as F
+from tinyconvmixer import Tensor, backend
+from tinyconvmixer.functional import conv as conv_module
+from tinyconvmixer.functional import normalization
+from tinyconvmixer.gradcheck import gradcheck, main
+
+
+def _bn_case(rng):
+    x = Tensor(rng.standard_normal((4, 3, 2, 2)), requires_grad=True)
+    w = Tensor(rng.standard_normal(3), requires_grad=True)
+    b = Tensor(rng.standard_normal(3), requires_grad=True)
+    return (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)), [x, w, b]
+
+
+def test_catches_sign_flip_in_batchnorm_input_grad(monkeypatch, rng):
+    original = normalization.BatchNorm.backward
+
+    def broken(self, g):
+        dx, dw, db = original(self, g)
+        return -dx, dw, db
+    fn, inputs = _bn_case(rng)
+    assert gradcheck(fn, inputs).passed
+    monkeypatch.setattr(normalization.BatchNorm, "backward", broken)
+    result = gradcheck(fn, inputs)
+    assert not result.passed
+    assert [r.passed for r in result.inputs] == [False, True, True]
+
+
+def test_catches_dropped_mean_term_in_batchnorm(monkeypatch, rng):
+    """Forgetting the gradient through the batch mean: invisible with an all-ones upstream."""
+    def naive(self, g):
+        axes, cs = self.axes, self.cs
+        return g * self.weight.reshape(cs) * self.invstd, (g * self.xhat).sum(axis=axes), g.sum(axis=axes)
+    fn, inputs = _bn_case(rng)
+    monkeypatch.setattr(normalization.BatchNorm, "backward", naive)
+    assert not gradcheck(fn, inputs).passed
+
+
+def test_catches_wrong_transpose_in_conv_weight_grad(monkeypatch, rng):
+    original = conv_module.Conv2dIm2col.backward
+
+    def broken(self, g):
+        dx, dw, db = original(self, g)
+        return dx, dw.transpose(0, 1, 3, 2), db       # kh and kw swapped
+    x = Tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    fn = lambda x, w: F.conv2d(x, w, padding=1)
+    assert gradcheck(fn, [x, w]).passed
+    monkeypatch.setattr(conv_module.Conv2dIm2col, "backward", broken)
+    result = gradcheck(fn, [x, w])
+    assert [r.passed for r in result.inputs] == [True, False]
+
+
+def test_random_mode_catches_a_bug_too(monkeypatch, rng):
+    original = conv_module.DepthwiseConv2d.backward
+    monkeypatch.setattr(conv_module.DepthwiseConv2d, "backward",
+                        lambda self, g: tuple(1.01 * a for a in original(self, g)))
+    x = Tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 1, 3, 3)), requires_grad=True)
+    result = gradcheck(lambda x, w: F.conv2d(x, w, padding=1, groups=4), [x, w], mode="random")
+    assert not result.passed
+
+
+def test_float32_warns(rng):
+    x = Tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="float64"):
+        gradcheck(F.gelu, [x])
+
+
+def test_report_fields(rng):
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    (report,) = gradcheck(F.gelu, [x], names=["x"]).inputs
+    assert report.name == "x" and report.passed
+    assert 0 <= report.max_abs < 1e-7 and 0 <= report.max_rel < 1e-6
+    assert len(report.worst_index) == 2
+
+
+def test_no_input_requires_grad():
+    with pytest.raises(ValueError, match="no input requires grad"):
+        gradcheck(F.gelu, [Tensor(np.ones(3))])
+
+
+def test_command_passes_and_prints_rows(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.count("PASS") > 60
+    assert "all passed" in out
+
+
+def test_command_op_filter_and_failure_exit(capsys, monkeypatch):
+    assert main(["--op", "gelu"]) == 0
+    out = capsys.readouterr().out
+    assert "gelu exact" in out and "conv2d" not in out
+    monkeypatch.setattr(normalization.BatchNorm, "backward",
+                        lambda self, g: (0 * g, (g * self.xhat).sum(axis=self.axes), g.sum(axis=self.axes)))
+    assert main(["--op", "batch_norm train"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["--op", "no such op"]) == 2
+
+
+def test_command_gpu_without_cupy(capsys):
+    if backend.gpu_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["--device", "gpu", "--op", "gelu"]) == 2
+    assert "gpu" in capsys.readouterr().err.lower()

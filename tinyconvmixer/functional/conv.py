@@ -1,0 +1,149 @@
+"""2-D convolution: the general im2col path and the lean depthwise path.
+
+`conv2d(x, weight, bias=None, stride=1, padding=0, groups=1)` mirrors
+torch.nn.functional.conv2d (NCHW input, weight (C_out, C_in/groups, kh, kw)).
+It checks its arguments, then picks one of two Functions:
+
+* `Conv2dIm2col`: any groups. Windows are gathered into a column matrix
+  (im2col) and the convolution is a (batched over groups) matrix product.
+  The column matrix is kh*kw times larger than the input.
+* `DepthwiseConv2d`: groups == C_in == C_out (each channel has its own kernel,
+  as in ConvMixer's spatial mixing). A matrix product would multiply tiny
+  (1 x kh*kw) matrices, and the column array would be 25x (k=5) or 81x (k=9)
+  the input. Instead we loop over the kh*kw kernel taps and multiply-accumulate
+  whole shifted views: no column array at all.
+"""
+
+from .. import backend
+from ..tensor import Function
+from .im2col import col2im, im2col_view, output_size, pad2d, tap, unpad2d
+
+
+class Conv2dIm2col(Function):
+    """Convolution as im2col + matrix product; settings: stride, padding, groups."""
+
+    def forward(self, x, w, b=None):
+        G = self.groups
+        N, C, _, _ = x.shape
+        F, Cg, kh, kw = w.shape
+        xp_ = pad2d(x, self.padding)
+        Ho = output_size(xp_.shape[2], kh, self.stride[0])
+        Wo = output_size(xp_.shape[3], kw, self.stride[1])
+        windows = im2col_view(xp_, (kh, kw), self.stride)              # (N, C, kh, kw, Ho, Wo), a view
+        # Columns grouped: (G, Cg*kh*kw, N*Ho*Wo). This reshape is the real copy.
+        cols = (windows.reshape(N, G, Cg, kh, kw, Ho, Wo)
+                .transpose(1, 2, 3, 4, 0, 5, 6).reshape(G, Cg * kh * kw, N * Ho * Wo))
+        wmat = w.reshape(G, F // G, Cg * kh * kw)
+        out = wmat @ cols                                              # (G, F/G, N*Ho*Wo)
+        out = out.reshape(G, F // G, N, Ho, Wo).transpose(2, 0, 1, 3, 4).reshape(N, F, Ho, Wo)
+        if b is not None:
+            out = out + b.reshape(1, F, 1, 1)
+        self.cols, self.wmat, self.w_shape = cols, wmat, w.shape
+        self.padded_shape, self.out_hw = xp_.shape, (Ho, Wo)
+        return out
+
+    def backward(self, g):
+        G, (F, Cg, kh, kw), (Ho, Wo) = self.groups, self.w_shape, self.out_hw
+        N, C = self.padded_shape[:2]
+        gmat = g.reshape(N, G, F // G, Ho * Wo).transpose(1, 2, 0, 3).reshape(G, F // G, N * Ho * Wo)
+        dw = (gmat @ self.cols.transpose(0, 2, 1)).reshape(self.w_shape)     # dW = dOut @ cols^T
+        dcols = self.wmat.transpose(0, 2, 1) @ gmat                          # dcols = W^T @ dOut
+        dcols = (dcols.reshape(G, Cg, kh, kw, N, Ho, Wo)
+                 .transpose(4, 0, 1, 2, 3, 5, 6).reshape(N, C, kh, kw, Ho, Wo))
+        dx = unpad2d(col2im(dcols, self.padded_shape, self.stride), self.padding)
+        db = g.sum(axis=(0, 2, 3))
+        return dx, dw, db
+
+
+class DepthwiseConv2d(Function):
+    """Depthwise convolution (groups == C_in == C_out) by per-tap multiply-accumulate.
+
+    out[n, c] = sum over taps (i, j) of  w[c, 0, i, j] * x_padded[n, c, tap (i, j)]
+    """
+
+    def forward(self, x, w, b=None):
+        xp = backend.get_array_module(x)
+        C, _, kh, kw = w.shape
+        xp_ = pad2d(x, self.padding)
+        Ho = output_size(xp_.shape[2], kh, self.stride[0])
+        Wo = output_size(xp_.shape[3], kw, self.stride[1])
+        out = xp.zeros((x.shape[0], C, Ho, Wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out += tap(xp_, i, j, (Ho, Wo), self.stride) * w[:, 0, i, j].reshape(1, C, 1, 1)
+        if b is not None:
+            out += b.reshape(1, C, 1, 1)
+        self.x_padded, self.w, self.out_hw = xp_, w, (Ho, Wo)
+        return out
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        C, _, kh, kw = self.w.shape
+        dx = xp.zeros_like(self.x_padded)
+        dw = xp.zeros_like(self.w)
+        for i in range(kh):
+            for j in range(kw):
+                x_tap = tap(self.x_padded, i, j, self.out_hw, self.stride)
+                dw[:, 0, i, j] = (g * x_tap).sum(axis=(0, 2, 3))           # correlate g with the input
+                tap(dx, i, j, self.out_hw, self.stride)[...] += g * self.w[:, 0, i, j].reshape(1, C, 1, 1)
+        return unpad2d(dx, self.padding), dw, g.sum(axis=(0, 2, 3))
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def conv_arguments(x, weight, bias, stride, padding, groups):
+    """Check shapes and settings; return (stride pair, padding pair). Errors name the problem."""
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in/groups, kh, kw), got shape {weight.shape}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    C, F, (kh, kw) = x.shape[1], weight.shape[0], weight.shape[2:]
+    if C % groups:
+        raise ValueError(f"conv2d: groups={groups} does not divide the {C} input channels")
+    if F % groups:
+        raise ValueError(f"conv2d: groups={groups} does not divide the {F} output channels (weight.shape[0])")
+    if weight.shape[1] * groups != C:
+        raise ValueError(f"conv2d: input has {C} channels but weight {weight.shape} with groups={groups} "
+                         f"expects {weight.shape[1] * groups}")
+    if bias is not None and bias.shape != (F,):
+        raise ValueError(f"conv2d: bias must have shape ({F},), got {bias.shape}")
+    for t in (weight, bias):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"conv2d: input is on '{x.device}' but a parameter is on '{t.device}'")
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"conv2d: input dtype {x.dtype} differs from parameter dtype {t.dtype}")
+    stride = _pair(stride, "stride")
+    if min(stride) < 1:
+        raise ValueError(f"conv2d: stride must be >= 1, got {stride}")
+    if padding == "same":
+        if stride != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"conv2d: padding='same' needs stride 1 and an odd kernel, "
+                             f"got stride {stride} and kernel {(kh, kw)}")
+        padding = ((kh - 1) // 2, (kw - 1) // 2)
+    elif padding == "valid":
+        padding = (0, 0)
+    else:
+        padding = _pair(padding, "padding")
+        if min(padding) < 0:
+            raise ValueError(f"conv2d: padding must be >= 0, got {padding}")
+    Hp, Wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if Hp < kh or Wp < kw:
+        raise ValueError(f"conv2d: kernel {(kh, kw)} is larger than the padded input {(Hp, Wp)}")
+    return stride, padding
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+    """2-D convolution over an NCHW batch (see the module docstring)."""
+    stride, padding = conv_arguments(x, weight, bias, stride, padding, groups)
+    depthwise = groups == x.shape[1] == weight.shape[0]
+    op = DepthwiseConv2d if depthwise else Conv2dIm2col
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return op.apply(*inputs, stride=stride, padding=padding, groups=groups)

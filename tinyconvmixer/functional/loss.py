@@ -1,0 +1,68 @@
+"""log-softmax and cross-entropy, computed stably with the log-sum-exp trick.
+
+softmax(z)_k = exp(z_k) / sum_j exp(z_j) overflows for large logits (exp(1000)
+is inf in float64). Subtracting the row maximum m first changes nothing
+mathematically but keeps every exponent <= 0:
+    log_softmax(z)_k = z_k - m - log(sum_j exp(z_j - m))
+Cross-entropy with integer targets t and mean reduction over N rows:
+    loss = -(1/N) sum_n log_softmax(z_n)_{t_n}
+    dloss/dz = (softmax(z) - onehot(t)) / N
+"""
+
+from .. import backend
+from ..tensor import Function, Tensor
+
+
+def _log_softmax(z, axis):
+    xp = backend.get_array_module(z)
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, z):
+        self.out = _log_softmax(z, self.axis)
+        return self.out
+
+    def backward(self, g):
+        # y = z - lse(z):  dz = g - softmax(z) * sum(g)
+        xp = backend.get_array_module(g)
+        return g - xp.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    def forward(self, z):
+        xp = backend.get_array_module(z)
+        self.logp = _log_softmax(z, axis=1)
+        rows = xp.arange(z.shape[0])
+        return -self.logp[rows, self.target].mean()
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        N = self.logp.shape[0]
+        dz = xp.exp(self.logp)                           # softmax
+        dz[xp.arange(N), self.target] -= 1.0             # minus one-hot
+        return dz * (g / N)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis` (PyTorch calls it dim)."""
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits, target):
+    """Mean cross-entropy of (N, K) logits against N integer class labels."""
+    target = target.data if isinstance(target, Tensor) else target
+    xp = backend.get_array_module(logits.data)
+    target = xp.asarray(target)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, classes), got shape {logits.shape}")
+    if target.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy: target must have shape ({logits.shape[0]},) to match "
+                         f"logits {logits.shape}, got {target.shape}")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
+    if target.size and (int(target.min()) < 0 or int(target.max()) >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: target values must be in [0, {logits.shape[1] - 1}], "
+                         f"got range [{int(target.min())}, {int(target.max())}]")
+    return CrossEntropy.apply(logits, target=target)

@@ -1,0 +1,87 @@
+"""Batch normalisation with PyTorch's semantics (torch.nn.functional.batch_norm).
+
+Training mode, per channel c over the N*H*W values of the batch:
+    mean = E[x],  var = E[(x - mean)^2]  (biased),  xhat = (x - mean) / sqrt(var + eps)
+    y = weight * xhat + bias
+    running_mean <- (1 - momentum) running_mean + momentum * mean
+    running_var  <- (1 - momentum) running_var  + momentum * var * M / (M - 1)   (unbiased, M = N*H*W)
+Eval mode uses the running statistics instead of the batch's, so y is an affine
+function of x.
+
+Backward in training mode must go *through* mean and var, because every output
+depends on every input of its channel. With dxhat = dy * weight and M values:
+    dx = (1 / sqrt(var + eps)) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+(The trap: the *sum* of BN's output does not depend on x at all, since xhat sums
+to zero. So checking BN's gradient with an all-ones upstream gradient passes even
+when this formula is wrong. Always check with a random upstream gradient.)
+"""
+
+from .. import backend
+from ..tensor import Function, Tensor
+
+
+def _channel_shape(x):
+    """Shape that broadcasts a per-channel vector against x: (1, C, 1, 1) or (1, C)."""
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+class BatchNorm(Function):
+    def forward(self, x, weight=None, bias=None):
+        xp = backend.get_array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
+        cs = _channel_shape(x)
+        if self.training:
+            M = x.size // x.shape[1]
+            mean = x.mean(axis=axes)
+            var = ((x - mean.reshape(cs)) ** 2).mean(axis=axes)
+            if self.running_mean is not None:        # update in place: they are module buffers
+                m = self.momentum
+                self.running_mean *= 1 - m
+                self.running_mean += m * mean
+                self.running_var *= 1 - m
+                self.running_var += m * var * (M / max(M - 1, 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(cs)
+        self.xhat = (x - mean.reshape(cs)) * self.invstd
+        self.axes, self.cs, self.weight = axes, cs, weight
+        y = self.xhat if weight is None else self.xhat * weight.reshape(cs)
+        return y if bias is None else y + bias.reshape(cs)
+
+    def backward(self, g):
+        axes, cs, xhat = self.axes, self.cs, self.xhat
+        dweight = (g * xhat).sum(axis=axes)
+        dbias = g.sum(axis=axes)
+        dxhat = g if self.weight is None else g * self.weight.reshape(cs)
+        if self.training:   # through the batch mean and variance (see module docstring)
+            M = g.size // g.shape[1]
+            mean_dxhat = dxhat.sum(axis=axes).reshape(cs) / M
+            mean_dxhat_xhat = (dxhat * xhat).sum(axis=axes).reshape(cs) / M
+            dx = self.invstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+        else:               # running statistics are constants
+            dx = dxhat * self.invstd
+        return dx, dweight, dbias
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch norm over (N, H, W) per channel; running stats are raw arrays updated in place."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, H, W), got shape {x.shape}")
+    C = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},) for {C} channels, got {t.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")
+    if training and x.size // C < 2:
+        raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input shape {x.shape}")
+    if isinstance(running_mean, Tensor) or isinstance(running_var, Tensor):
+        raise TypeError("batch_norm: running_mean and running_var are raw arrays (module buffers), "
+                        "not Tensors: pass tensor.data")
+    inputs = [x] + [t for t in (weight, bias) if t is not None]
+    if weight is None and bias is not None:
+        raise ValueError("batch_norm: a bias without a weight is not supported")
+    return BatchNorm.apply(*inputs, running_mean=running_mean, running_var=running_var,
+                           training=training, momentum=momentum, eps=eps)

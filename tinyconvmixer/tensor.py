@@ -1,0 +1,242 @@
+"""Tensor and the tape: reverse-mode automatic differentiation.
+
+A `Tensor` wraps an ndarray (NumPy on the CPU, CuPy on the GPU). When an op is
+applied to tensors that require gradients, it records a `Function` node that
+remembers its inputs and whatever it needs for the backward pass; the output
+tensor points to that node. The nodes form a directed acyclic graph (the
+"tape"). `loss.backward()` walks that graph once, from the loss back to the
+leaves, in reverse topological order, applying the chain rule at each node:
+
+    grad_input = d(output)/d(input)^T  @  grad_output      (a vector-Jacobian product)
+
+Each `Function` subclass only has to implement `forward` on plain arrays and
+`backward`, which turns the gradient of its output into gradients of its inputs.
+"""
+
+import contextlib
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: ops inside it record no graph (evaluation, optimiser steps)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class Function:
+    """One node of the graph. Subclasses implement forward() and backward().
+
+    forward(*arrays) gets the raw arrays of the tensor inputs and returns one array.
+    backward(grad) gets the gradient of the output (an array of the output's shape)
+    and returns one gradient per tensor input (or None where none is needed).
+    Non-tensor settings (stride, axis, ...) are passed to __init__ as keywords.
+    """
+
+    def __init__(self, **settings):
+        self.__dict__.update(settings)
+
+    @classmethod
+    def apply(cls, *inputs, **settings):
+        """Run the op on tensors and, if gradients are wanted, record the node."""
+        fn = cls(**settings)
+        tensors = [as_tensor(x, like=inputs) for x in inputs]
+        xp = backend.get_array_module(*[t.data for t in tensors])
+        out = Tensor(xp.asarray(fn.forward(*[t.data for t in tensors])))   # 0-d results stay arrays
+        fn.needs_grad = [t.requires_grad for t in tensors]
+        if _grad_enabled and any(fn.needs_grad):
+            fn.inputs = tensors
+            out.requires_grad = True
+            out._fn = fn
+        return out
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+
+class Tensor:
+    """An n-dimensional array that can remember how it was computed.
+
+    Tensor(data, requires_grad=False) takes an ndarray (kept as is, on its device)
+    or anything array-like (a list, a number), which becomes a NumPy array;
+    Python floats become float32, as in PyTorch (NumPy arrays keep their dtype).
+    """
+
+    __array_priority__ = 1000   # make `ndarray + Tensor` call Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        xp = backend.get_array_module(data)
+        if not isinstance(data, xp.ndarray):
+            from_python = type(data) in (bool, int, float, list, tuple)   # not np.float64
+            data = xp.asarray(data)
+            if from_python and data.dtype == xp.float64:
+                data = data.astype(xp.float32)
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._fn = None          # the Function that produced this tensor (None for leaves)
+
+    # ----- plain properties --------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._fn is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({backend.to_numpy(self.data)!r}{grad}, device='{self.device}')"
+
+    def numpy(self):
+        """The values as a NumPy array (copied from the GPU if needed)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def to(self, device):
+        """A copy on `device` ('cpu' or 'gpu'); the same tensor if already there."""
+        if self.device == backend.check_device(device):
+            return self
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    # ----- backward -----------------------------------------------------------
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
+
+        `grad` is the upstream gradient (same shape as self); it may be omitted
+        only for a single-element tensor such as a loss, where it is 1.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad "
+                               "(was it computed inside no_grad(), or from constants only?)")
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a single-element "
+                                   f"tensor, got shape {self.shape}; pass grad=")
+            grad = xp.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward(grad): grad has shape {grad.shape}, tensor has {self.shape}")
+
+        grads = {id(self): grad}             # gradients of nodes not yet processed
+        for node in _topological_order(self):
+            g = grads.pop(id(node))           # every consumer has contributed: g is complete
+            fn = node._fn
+            if fn is None:                    # a leaf: store the gradient for the user
+                if g.base is not None:        # a view (maybe read-only): own a copy
+                    g = g.copy()
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            if fn.inputs is None:
+                raise RuntimeError("backward() through a graph that was already freed: "
+                                   "each forward pass supports one backward pass")
+            input_grads = fn.backward(g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for t, need, gi in zip(fn.inputs, fn.needs_grad, input_grads):
+                if need and gi is not None:
+                    key = id(t)
+                    grads[key] = gi if key not in grads else grads[key] + gi
+            fn.inputs = None                 # free the graph (and its saved arrays) as we go
+            fn.__dict__ = {"inputs": None}
+
+    # ----- operators (implemented in ops.py) ------------------------------------
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __pow__(self, exponent): return ops.pow(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, *shape)
+    def transpose(self, *axes): return ops.transpose(self, *axes)
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+
+    @property
+    def T(self):
+        return ops.transpose(self)
+
+
+def as_tensor(x, like=()):
+    """Wrap a non-tensor operand (a number or array) as a constant Tensor.
+
+    A Python number takes the dtype and device of the tensors it is combined
+    with (`like`), so `x * 2` keeps x float32 and on its device.
+    """
+    if isinstance(x, Tensor):
+        return x
+    ref = next((t for t in like if isinstance(t, Tensor)), None)
+    if ref is None:
+        return Tensor(x)
+    xp = backend.get_array_module(ref.data)
+    if backend.get_array_module(x) is not xp and not isinstance(x, (int, float, bool)):
+        raise ValueError(f"operand is on device '{backend.device_of(x)}' but the tensor "
+                         f"is on '{ref.device}'")
+    return Tensor(xp.asarray(x, dtype=ref.dtype))
+
+
+def _topological_order(root):
+    """Nodes reachable from `root`, each listed before all the nodes it depends on.
+
+    Iterative depth-first search (an explicit stack instead of recursion), so
+    a graph thousands of ops deep does not hit Python's recursion limit.
+    """
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)            # post-order: after everything it depends on
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._fn is not None and node._fn.inputs is not None:
+            for t, need in zip(node._fn.inputs, node._fn.needs_grad):
+                if need and id(t) not in visited:
+                    stack.append((t, False))
+    return order[::-1]                    # reverse post-order = topological order
+
+
+from . import ops  # noqa: E402  (ops needs Tensor and Function, defined above)
