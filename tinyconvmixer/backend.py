@@ -69,6 +69,11 @@ def get_array_module(*arrays):
     return np
 
 
+def numpy_module():
+    """NumPy itself, for code that must tell the CPU path from the GPU path."""
+    return np
+
+
 def xp_for(device):
     """The array module for a device name."""
     return _load_cupy() if check_device(device) == "gpu" else np

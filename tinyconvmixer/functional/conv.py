@@ -16,11 +16,18 @@ It checks its arguments, then picks one of two Functions:
 
 from .. import backend
 from ..tensor import Function
-from .im2col import col2im, im2col_view, output_size, pad2d, tap, unpad2d
+from .im2col import col2im, im2col_view, output_size, pad2d, unpad2d
 
 
 class Conv2dIm2col(Function):
-    """Convolution as im2col + matrix product; settings: stride, padding, groups."""
+    """Convolution as im2col + matrix product; settings: stride, padding, groups.
+
+    Rows of the column matrix are output pixels (n, ho, wo), columns are the
+    (c, i, j) entries of one window, so out = cols @ W^T comes out as
+    (N*Ho*Wo, C_out): channels last. We return it as an (N, C, H, W)-shaped
+    view of that NHWC memory ("channels-last", like PyTorch's memory format),
+    so a following 1x1 conv needs no copy at all: its cols *are* the input.
+    """
 
     def forward(self, x, w, b=None):
         G = self.groups
@@ -30,26 +37,28 @@ class Conv2dIm2col(Function):
         Ho = output_size(xp_.shape[2], kh, self.stride[0])
         Wo = output_size(xp_.shape[3], kw, self.stride[1])
         windows = im2col_view(xp_, (kh, kw), self.stride)              # (N, C, kh, kw, Ho, Wo), a view
-        # Columns grouped: (G, Cg*kh*kw, N*Ho*Wo). This reshape is the real copy.
+        # cols[g, (n, ho, wo), (c, i, j)]: (G, N*Ho*Wo, Cg*kh*kw). This reshape is the real copy
+        # (none for a 1x1 conv on a channels-last input).
         cols = (windows.reshape(N, G, Cg, kh, kw, Ho, Wo)
-                .transpose(1, 2, 3, 4, 0, 5, 6).reshape(G, Cg * kh * kw, N * Ho * Wo))
+                .transpose(1, 0, 5, 6, 2, 3, 4).reshape(G, N * Ho * Wo, Cg * kh * kw))
         wmat = w.reshape(G, F // G, Cg * kh * kw)
-        out = wmat @ cols                                              # (G, F/G, N*Ho*Wo)
-        out = out.reshape(G, F // G, N, Ho, Wo).transpose(2, 0, 1, 3, 4).reshape(N, F, Ho, Wo)
+        out = cols @ wmat.transpose(0, 2, 1)                           # (G, N*Ho*Wo, F/G)
+        out = out.reshape(G, N, Ho, Wo, F // G).transpose(1, 2, 3, 0, 4).reshape(N, Ho, Wo, F)
         if b is not None:
-            out = out + b.reshape(1, F, 1, 1)
+            out += b                                                   # NHWC: bias on the last axis
         self.cols, self.wmat, self.w_shape = cols, wmat, w.shape
         self.padded_shape, self.out_hw = xp_.shape, (Ho, Wo)
-        return out
+        return out.transpose(0, 3, 1, 2)                               # NCHW shape, NHWC memory
 
     def backward(self, g):
         G, (F, Cg, kh, kw), (Ho, Wo) = self.groups, self.w_shape, self.out_hw
         N, C = self.padded_shape[:2]
-        gmat = g.reshape(N, G, F // G, Ho * Wo).transpose(1, 2, 0, 3).reshape(G, F // G, N * Ho * Wo)
-        dw = (gmat @ self.cols.transpose(0, 2, 1)).reshape(self.w_shape)     # dW = dOut @ cols^T
-        dcols = self.wmat.transpose(0, 2, 1) @ gmat                          # dcols = W^T @ dOut
-        dcols = (dcols.reshape(G, Cg, kh, kw, N, Ho, Wo)
-                 .transpose(4, 0, 1, 2, 3, 5, 6).reshape(N, C, kh, kw, Ho, Wo))
+        gmat = (g.transpose(0, 2, 3, 1).reshape(N, Ho, Wo, G, F // G)
+                .transpose(3, 0, 1, 2, 4).reshape(G, N * Ho * Wo, F // G))
+        dw = (gmat.transpose(0, 2, 1) @ self.cols).reshape(self.w_shape)     # dW = dOut^T @ cols
+        dcols = gmat @ self.wmat                                             # dcols = dOut @ W
+        dcols = (dcols.reshape(G, N, Ho, Wo, Cg, kh, kw)
+                 .transpose(1, 0, 4, 5, 6, 2, 3).reshape(N, C, kh, kw, Ho, Wo))
         dx = unpad2d(col2im(dcols, self.padded_shape, self.stride), self.padding)
         db = g.sum(axis=(0, 2, 3))
         return dx, dw, db
@@ -58,35 +67,73 @@ class Conv2dIm2col(Function):
 class DepthwiseConv2d(Function):
     """Depthwise convolution (groups == C_in == C_out) by per-tap multiply-accumulate.
 
-    out[n, c] = sum over taps (i, j) of  w[c, 0, i, j] * x_padded[n, c, tap (i, j)]
+        out[n, :, :, c] = sum over taps (i, j) of  w[c, 0, i, j] * x_padded[n, tap (i, j), c]
+
+    Works in NHWC memory: one tap is then a shifted (Ho, Wo, C) view whose rows
+    are contiguous, and the weight is a C-vector broadcast along the last axis.
+    On the CPU it runs over a few images at a time (`block` images), so that the
+    input tile, output tile and the one scratch buffer stay in cache for all
+    kh*kw taps; on the GPU, blocks would only add kernel launches, so the whole
+    batch is one block.
     """
 
     def forward(self, x, w, b=None):
         xp = backend.get_array_module(x)
-        C, _, kh, kw = w.shape
-        xp_ = pad2d(x, self.padding)
-        Ho = output_size(xp_.shape[2], kh, self.stride[0])
-        Wo = output_size(xp_.shape[3], kw, self.stride[1])
-        out = xp.zeros((x.shape[0], C, Ho, Wo), dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                out += tap(xp_, i, j, (Ho, Wo), self.stride) * w[:, 0, i, j].reshape(1, C, 1, 1)
+        N, C, H, W = x.shape
+        kh, kw = w.shape[2:]
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)    # padded, NHWC
+        xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
+        Ho, Wo = output_size(H + 2 * ph, kh, sh), output_size(W + 2 * pw, kw, sw)
+        wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()             # (kh, kw, C): one C-vector per tap
+        out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
+        block = self._block(xp, x)
+        tmp = xp.empty((block, Ho, Wo, C), dtype=x.dtype)
+        for n0 in range(0, N, block):
+            xs, o, t = xh[n0:n0 + block], out[n0:n0 + block], tmp[:min(block, N - n0)]
+            for i in range(kh):
+                for j in range(kw):
+                    view = xs[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+                    if i == 0 and j == 0:
+                        xp.multiply(view, wt[0, 0], out=o)
+                    else:
+                        xp.multiply(view, wt[i, j], out=t)
+                        o += t
         if b is not None:
-            out += b.reshape(1, C, 1, 1)
-        self.x_padded, self.w, self.out_hw = xp_, w, (Ho, Wo)
-        return out
+            out += b
+        self.xh, self.wt, self.out_hw, self.block = xh, wt, (Ho, Wo), block
+        return out.transpose(0, 3, 1, 2)                              # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        C, _, kh, kw = self.w.shape
-        dx = xp.zeros_like(self.x_padded)
-        dw = xp.zeros_like(self.w)
-        for i in range(kh):
-            for j in range(kw):
-                x_tap = tap(self.x_padded, i, j, self.out_hw, self.stride)
-                dw[:, 0, i, j] = (g * x_tap).sum(axis=(0, 2, 3))           # correlate g with the input
-                tap(dx, i, j, self.out_hw, self.stride)[...] += g * self.w[:, 0, i, j].reshape(1, C, 1, 1)
-        return unpad2d(dx, self.padding), dw, g.sum(axis=(0, 2, 3))
+        (Ho, Wo), (sh, sw), (ph, pw) = self.out_hw, self.stride, self.padding
+        kh, kw, C = self.wt.shape
+        N, Hp, Wp, _ = self.xh.shape
+        gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))            # (N, Ho, Wo, C)
+        dxh = xp.zeros_like(self.xh)
+        dwt = xp.zeros_like(self.wt)
+        tmp = xp.empty((self.block, Ho, Wo, C), dtype=g.dtype)
+        for n0 in range(0, N, self.block):
+            gs, xs, dxs = gh[n0:n0 + self.block], self.xh[n0:n0 + self.block], dxh[n0:n0 + self.block]
+            t = tmp[:len(gs)]
+            for i in range(kh):
+                for j in range(kw):
+                    taps = (slice(None), slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
+                    xp.multiply(xs[taps], gs, out=t)                  # dW[tap] += sum of g * input at tap
+                    dwt[i, j] += t.reshape(-1, C).sum(axis=0)
+                    xp.multiply(gs, self.wt[i, j], out=t)             # dX[tap] += g * W[tap]
+                    dxs[taps] += t
+        dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
+        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
+        return dx, dw, gh.reshape(-1, C).sum(axis=0)
+
+    @staticmethod
+    def _block(xp, x):
+        """Images per block: about 256 KB of input on the CPU, the whole batch on the GPU."""
+        if xp is not backend.numpy_module():
+            return x.shape[0]
+        per_image = x[0].size * x.dtype.itemsize
+        return max(1, min(x.shape[0], (256 * 1024) // per_image))
 
 
 def _pair(value, name):

@@ -62,6 +62,8 @@ def col2im(cols, padded_shape, stride):
     """
     xp = backend.get_array_module(cols)
     N, C, kh, kw, Ho, Wo = cols.shape
+    if (kh, kw) == (1, 1) and (Ho, Wo) == tuple(padded_shape[2:]):
+        return cols[:, :, 0, 0]                   # a 1x1 stride-1 conv: windows never overlap
     dx = xp.zeros(padded_shape, dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
