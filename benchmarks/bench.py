@@ -1,0 +1,291 @@
+"""Speed and memory of tinyconvmixer beside PyTorch, in one process, on the same shapes.
+
+    python benchmarks/bench.py --device cpu            # batch 32, all cores for both
+    python benchmarks/bench.py --device gpu            # batch 512, TF32 off on both
+    python benchmarks/bench.py --device gpu --tf32     # an extra row set with TF32 matmuls
+
+Each row times forward + backward of one op at ConvMixer-256's real shapes (or
+a whole AdamW training step of ConvMixer-256/8), for tinyconvmixer and for
+PyTorch with identical weights, inputs and upstream gradients. It warms up,
+synchronises the GPU, and reports the median of the repeats, the ratio
+tinyconvmixer / PyTorch, and peak memory (NumPy allocations via tracemalloc on
+the CPU, where PyTorch's are not visible to it; memory-pool bytes on the GPU).
+For the training steps it also reports achieved FLOP/s and bytes/s against the
+device's measured peaks (a large matrix product, a large copy). Results go to
+a JSON file. Without torch installed, only tinyconvmixer is timed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # for torch_convmixer
+
+import tinyconvmixer.functional as F                                # noqa: E402
+from tinyconvmixer import Tensor, backend, nn, optim                # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as TF
+    from torch_convmixer import load_from_tinyconvmixer, torch_convmixer
+except ImportError:                                                  # torch is optional here
+    torch = None
+
+DIM, DEPTH, CLASSES = 256, 8, 10
+
+
+# ----- timing and memory ------------------------------------------------------------------
+def synchronize(device):
+    if device == "gpu":
+        backend.xp_for("gpu").cuda.Device().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+
+
+def median_time(fn, device, warmup, repeats):
+    """Median seconds of fn() over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory(fn, device, side):
+    """Peak bytes allocated while fn() runs once (None where it cannot be seen)."""
+    if device == "cpu":
+        if side == "torch":
+            return None                      # torch's CPU allocator is invisible to tracemalloc
+        tracemalloc.start()
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+    if side == "torch":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_reserved()
+    pool = backend.xp_for("gpu").get_default_memory_pool()
+    pool.free_all_blocks()
+    fn()
+    synchronize(device)
+    return pool.total_bytes()
+
+
+# ----- the rows -----------------------------------------------------------------------------
+def op_rows(N, device):
+    """(name, our fn, torch fn, input shapes) for each op at ConvMixer's shapes."""
+    h, s16, s32 = DIM, (N, DIM, 16, 16), (N, DIM, 32, 32)
+    y = np.arange(N) % CLASSES
+    labels = backend.to_device(y, device)
+    torch_labels = torch.tensor(y, device="cuda" if device == "gpu" else "cpu") if torch else None
+
+    def conv(**kw):
+        return (lambda x, w, b: F.conv2d(x, w, b, **kw)), (lambda x, w, b: TF.conv2d(x, w, b, **kw))
+    rows = [
+        ("patch embedding p=2", *conv(stride=2), [(N, 3, 32, 32), (h, 3, 2, 2), (h,)]),
+        ("depthwise k=5 (16x16)", *conv(padding="same", groups=h), [s16, (h, 1, 5, 5), (h,)]),
+        ("depthwise k=9 (32x32)", *conv(padding="same", groups=h), [s32, (h, 1, 9, 9), (h,)]),
+        ("pointwise 1x1 (16x16)", *conv(), [s16, (h, h, 1, 1), (h,)]),
+        ("GELU (16x16)", F.gelu, (lambda x: TF.gelu(x)), [s16]),
+        ("BatchNorm train (16x16)",
+         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+         lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True), [s16, (h,), (h,)]),
+        ("pool + linear + cross-entropy",
+         lambda x, w, b: F.cross_entropy(F.linear(F.global_avg_pool2d(x), w, b), labels),
+         lambda x, w, b: TF.cross_entropy(TF.linear(x.mean(dim=(2, 3)), w, b), torch_labels),
+         [s16, (CLASSES, h), (CLASSES,)]),
+    ]
+    return rows
+
+
+def run_op(name, ours, theirs, shapes, device, args, rng):
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    xp = backend.xp_for(device)
+    our_in = [Tensor(xp.asarray(a), requires_grad=True) for a in arrays]
+    out_shape = ours(*our_in).shape
+    g = rng.standard_normal(out_shape).astype(np.float32)
+    g_ours = Tensor(xp.asarray(g))
+
+    def step_ours():
+        for t in our_in:
+            t.grad = None
+        ours(*our_in).backward(g_ours)
+    row = {"name": name, "ours_s": median_time(step_ours, device, args.warmup, args.repeats),
+           "ours_bytes": peak_memory(step_ours, device, "ours")}
+    if torch is not None:
+        dev = "cuda" if device == "gpu" else "cpu"
+        their_in = [torch.tensor(a, device=dev, requires_grad=True) for a in arrays]
+        g_t = torch.tensor(g, device=dev)
+
+        def step_torch():
+            for t in their_in:
+                t.grad = None
+            theirs(*their_in).backward(g_t)
+        row["torch_s"] = median_time(step_torch, device, args.warmup, args.repeats)
+        row["torch_bytes"] = peak_memory(step_torch, device, "torch")
+    return row
+
+
+def step_flops_and_bytes(N, k, p):
+    """FLOPs (multiply-adds x 2) and a lower bound on bytes moved for one training step.
+
+    Convolutions: 2 * N * Ho * Wo * C_out * (C_in/groups) * kh * kw forward, twice
+    that backward (input and weight gradients). Bytes: every activation written
+    once and read once forward, and about twice that backward, in float32
+    (elementwise layers included), plus AdamW reading and writing 4 arrays per parameter.
+    """
+    s = 32 // p
+    act = N * DIM * s * s                       # elements of one (N, 256, s, s) activation
+    conv = (2 * N * s * s * DIM * 3 * p * p
+            + DEPTH * (2 * N * s * s * DIM * k * k + 2 * N * s * s * DIM * DIM))
+    flops = 3 * conv
+    layers = 3 + DEPTH * 7                      # conv/gelu/bn (+residual add) outputs per step
+    params = 3 * DIM * p * p + DIM + 4 * DIM + DEPTH * (DIM * k * k + DIM * DIM + 2 * DIM + 4 * DIM) + DIM * 11
+    bytes_moved = 4 * (3 * 2 * act * layers) + 4 * params * 4 * 2
+    return flops, bytes_moved
+
+
+def run_step(k, p, device, args, rng):
+    """One AdamW training step of ConvMixer-256/8 (k, p) on a random CIFAR-sized batch."""
+    N = args.batch_size
+    nn.init.manual_seed(0)
+    model = nn.ConvMixer(DIM, DEPTH, kernel_size=k, patch_size=p, n_classes=CLASSES).to(device)
+    opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-3)
+    xp = backend.xp_for(device)
+    x = rng.standard_normal((N, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, CLASSES, N)
+    x_ours, y_ours = Tensor(xp.asarray(x)), xp.asarray(y)
+
+    def step_ours():
+        opt.zero_grad()
+        F.cross_entropy(model(x_ours), y_ours).backward()
+        opt.step()
+    name = f"train step ConvMixer-256/8 k={k} p={p}"
+    row = {"name": name, "ours_s": median_time(step_ours, device, args.warmup, args.repeats),
+           "ours_bytes": peak_memory(step_ours, device, "ours")}
+    if torch is not None:
+        dev = "cuda" if device == "gpu" else "cpu"
+        tmodel = torch_convmixer(DIM, DEPTH, k, p, CLASSES)
+        load_from_tinyconvmixer(tmodel, {kk: backend.to_numpy(v) for kk, v in model.state_dict().items()})
+        tmodel = tmodel.to(dev).train()
+        topt = torch.optim.AdamW(tmodel.parameters(), lr=1e-3, weight_decay=5e-3)
+        x_t, y_t = torch.tensor(x, device=dev), torch.tensor(y, device=dev)
+
+        def step_torch():
+            topt.zero_grad()
+            TF.cross_entropy(tmodel(x_t), y_t).backward()
+            topt.step()
+        row["torch_s"] = median_time(step_torch, device, args.warmup, args.repeats)
+        row["torch_bytes"] = peak_memory(step_torch, device, "torch")
+    row["flops"], row["bytes"] = step_flops_and_bytes(N, k, p)
+    return row
+
+
+def device_peaks(device, args):
+    """Measured peak matmul FLOP/s and copy bandwidth (bytes read + written per second)."""
+    xp = backend.xp_for(device)
+    n = 4096 if device == "gpu" else 2048
+    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    t_mm = median_time(lambda: a @ a, device, 2, 5)
+    big = xp.zeros(64 * 1024 * 1024 if device == "gpu" else 32 * 1024 * 1024, dtype=xp.float32)
+    dst = xp.empty_like(big)
+    t_cp = median_time(lambda: xp.copyto(dst, big), device, 2, 5)
+    return {"matmul_flops": 2 * n ** 3 / t_mm, "copy_bytes_per_s": 2 * big.nbytes / t_cp}
+
+
+# ----- output -------------------------------------------------------------------------------
+def fmt_bytes(b):
+    return "-" if b is None else f"{b / 2**20:8.1f} MiB"
+
+
+def print_table(rows, peaks):
+    print(f"\n{'row':<40} {'tinyconvmixer':>13} {'PyTorch':>10} {'ratio':>6}  {'mem ours':>12} {'mem torch':>12}")
+    for r in rows:
+        t = r.get("torch_s")
+        ratio = f"{r['ours_s'] / t:6.2f}" if t else "     -"
+        print(f"{r['name']:<40} {r['ours_s'] * 1e3:10.1f} ms {(t or 0) * 1e3:7.1f} ms {ratio}  "
+              f"{fmt_bytes(r['ours_bytes']):>12} {fmt_bytes(r.get('torch_bytes')):>12}")
+    print(f"\ndevice peaks: matmul {peaks['matmul_flops'] / 1e9:.1f} GFLOP/s, "
+          f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+    for r in rows:
+        if "flops" in r:
+            for side in ("ours", "torch"):
+                if r.get(f"{side}_s"):
+                    fl, by = r["flops"] / r[f"{side}_s"], r["bytes"] / r[f"{side}_s"]
+                    print(f"{r['name']} [{side}]: {fl / 1e9:.1f} GFLOP/s "
+                          f"({100 * fl / peaks['matmul_flops']:.0f}% of matmul peak), "
+                          f"{by / 1e9:.1f} GB/s ({100 * by / peaks['copy_bytes_per_s']:.0f}% of copy peak)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--batch-size", type=int, help="default: 32 on the CPU, 512 on the GPU")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="PyTorch CPU threads (NumPy's BLAS uses all cores by default)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on both sides (GPU)")
+    parser.add_argument("--only", help="only rows whose name contains this text")
+    parser.add_argument("--json", help="where to write results (default benchmarks/results/bench-DEVICE.json)")
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (512 if args.device == "gpu" else 32)
+    try:
+        backend.check_device(args.device)
+    except backend.DeviceError as exc:
+        sys.exit(f"error: {exc}")
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    if args.device == "gpu" and args.tf32:
+        os.environ["CUPY_TF32"] = "1"
+    if torch is None:
+        print("no torch installed: timing tinyconvmixer alone", file=sys.stderr)
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, ours, theirs, shapes in op_rows(args.batch_size, args.device):
+        if args.only is None or args.only in name:
+            rows.append(run_op(name, ours, theirs, shapes, args.device, args, rng))
+            print(f"  done: {name}", file=sys.stderr)
+    for k, p in ((5, 2), (9, 1)):
+        name = f"train step ConvMixer-256/8 k={k} p={p}"
+        if args.only is None or args.only in name:
+            rows.append(run_step(k, p, args.device, args, rng))
+            print(f"  done: {name}", file=sys.stderr)
+    peaks = device_peaks(args.device, args)
+    print_table(rows, peaks)
+
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "numpy": np.__version__,
+               "torch": torch.__version__ if torch is not None else None}
+    if args.device == "gpu":
+        cp = backend.xp_for("gpu")
+        machine["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        machine["cupy"] = cp.__version__
+    out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                    f"bench-{args.device}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"args": vars(args), "machine": machine, "peaks": peaks, "rows": rows}, f, indent=1)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
