@@ -50,16 +50,18 @@ class BatchNorm(Function):
 
     def backward(self, g):
         axes, cs, xhat = self.axes, self.cs, self.xhat
-        dweight = (g * xhat).sum(axis=axes)
-        dbias = g.sum(axis=axes)
-        dxhat = g if self.weight is None else g * self.weight.reshape(cs)
-        if self.training:   # through the batch mean and variance (see module docstring)
-            M = g.size // g.shape[1]
-            mean_dxhat = dxhat.sum(axis=axes).reshape(cs) / M
-            mean_dxhat_xhat = (dxhat * xhat).sum(axis=axes).reshape(cs) / M
-            dx = self.invstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
-        else:               # running statistics are constants
-            dx = dxhat * self.invstd
+        dbias = g.sum(axis=axes)                              # (C,)
+        dweight = (g * xhat).sum(axis=axes)                   # (C,)
+        scale = self.invstd if self.weight is None else self.invstd * self.weight.reshape(cs)
+        if not self.training:                                 # running statistics are constants
+            return g * scale, dweight, dbias
+        # Through the batch mean and variance (see the module docstring). With dxhat =
+        # g * weight, mean(dxhat) = weight * dbias / M and mean(dxhat * xhat) = weight *
+        # dweight / M, so dx = scale * (g - dbias / M - xhat * dweight / M) per channel:
+        M = g.size // g.shape[1]
+        dx = g * scale
+        dx -= xhat * (scale * (dweight.reshape(cs) / M))
+        dx -= scale * (dbias.reshape(cs) / M)
         return dx, dweight, dbias
 
 
