@@ -1,0 +1,405 @@
+"""Tests of CIFAR-10 loading: every format, the cache, the safety checks, the bundled sample.
+
+The archives are small fakes built here in the official layouts (a dozen
+random images per batch), so the tests need no network and little time.
+"""
+
+import io
+import os
+import pickle
+import tarfile
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinyconvmixer.data import CLASSES, DataError, load_cifar10
+from tinyconvmixer.data import dataset as dataset_module
+
+PER_BATCH = 12          # images per official batch file in the fakes
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """A private default data folder, so no test touches ~/.cache."""
+    path = tmp_path / "data-home"
+    monkeypatch.setenv("TINYCONVMIXER_DATA", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    """Random 'CIFAR-10': five train batches and a test batch of (images HWC, labels), all classes in each."""
+    rng = np.random.default_rng(0)
+    return [(rng.integers(0, 256, size=(PER_BATCH, 32, 32, 3), dtype=np.uint8),
+             rng.permutation(np.arange(PER_BATCH) % 10)) for _ in range(6)]
+
+
+def expected(cifar):
+    return dict(train_x=np.concatenate([x for x, _ in cifar[:5]]),
+                train_y=np.concatenate([y for _, y in cifar[:5]]),
+                test_x=cifar[5][0], test_y=cifar[5][1])
+
+
+def assert_same(data, want):
+    for key, value in want.items():
+        got = getattr(data, key)
+        assert got.dtype == (np.uint8 if key.endswith("_x") else np.int64), key
+        np.testing.assert_array_equal(got, value, err_msg=key)
+    assert data.classes == CLASSES
+
+
+# ----------------------------------------------------------------- builders
+
+def binary_batch(images, labels):
+    """The official binary record format: label byte + CHW image bytes, per image."""
+    chw = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    return np.concatenate([labels.astype(np.uint8)[:, None], chw], axis=1).tobytes()
+
+
+def python_batch(images, labels, protocol):
+    """The official pickle format: a dict with b'data' (N, 3072) CHW rows and b'labels'."""
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    batch = {b"batch_label": b"fake batch", b"labels": [int(v) for v in labels], b"data": rows,
+             b"filenames": [b"x.png"] * len(labels)}
+    return pickle.dumps(batch, protocol=protocol)
+
+
+BINARY_NAMES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+PYTHON_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def write_binary_folder(folder, cifar):
+    folder.mkdir(parents=True)
+    for name, (x, y) in zip(BINARY_NAMES, cifar):
+        (folder / name).write_bytes(binary_batch(x, y))
+    (folder / "batches.meta.txt").write_text("\n".join(CLASSES) + "\n")
+    return folder
+
+
+def write_python_folder(folder, cifar):
+    folder.mkdir(parents=True)
+    for i, (name, (x, y)) in enumerate(zip(PYTHON_NAMES, cifar)):
+        (folder / name).write_bytes(python_batch(x, y, protocol=2 + i % 4))   # protocols 2..5
+    return folder
+
+
+def write_image_folder(root, cifar, suffix=".png"):
+    """train/<class>/<n>.png and test/<class>/<n>.png (PNG is lossless, so pixels round-trip)."""
+    for split, batches in (("train", cifar[:5]), ("test", cifar[5:])):
+        for cls in CLASSES:
+            (root / split / cls).mkdir(parents=True)
+        for k, (x, y) in enumerate((img, lab) for xs, ys in batches for img, lab in zip(xs, ys)):
+            Image.fromarray(x).save(root / split / CLASSES[y] / f"{k:04d}{suffix}")
+    return root
+
+
+def tar_folder(folder, archive, arcname):
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=arcname)
+    return archive
+
+
+def image_folder_expected(cifar):
+    """What an image folder of `cifar` decodes to: sorted by class, then file name."""
+    out = {}
+    for split, batches in (("train", cifar[:5]), ("test", cifar[5:])):
+        x = np.concatenate([b[0] for b in batches])
+        y = np.concatenate([b[1] for b in batches])
+        order = np.lexsort((np.arange(len(y)), y))       # by label, then by file number
+        out[f"{split}_x"], out[f"{split}_y"] = x[order], y[order]
+    return out
+
+
+def tar_with(path, members):
+    """A .tar.gz holding the given (TarInfo, bytes or None) members."""
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+# -------------------------------------------------------------- the formats
+
+def test_binary_archive_and_folder(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "src" / "cifar-10-batches-bin", cifar)
+    archive = tar_folder(folder, tmp_path / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+    for path in (archive, folder, tmp_path / "src"):          # archive, folder, data folder
+        data = load_cifar10(path, download=False)
+        assert_same(data, expected(cifar))
+        assert "binary" in data.source and str(path) in data.source
+
+
+def test_python_archive_and_torchvision_folder(tmp_path, cifar):
+    root = tmp_path / "torchvision-root"              # root/cifar-10-batches-py, as torchvision leaves it
+    folder = write_python_folder(root / "cifar-10-batches-py", cifar)
+    archive = tar_folder(folder, tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
+    for path in (archive, folder, root):
+        data = load_cifar10(path, download=False)
+        assert_same(data, expected(cifar))
+        assert "Python" in data.source
+
+
+def test_image_folder_and_its_tarball(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "images", cifar)
+    archive = tar_folder(root, tmp_path / "cifar10-jpeg.tar.gz", "cifar10")   # with a top folder
+    want = image_folder_expected(cifar)
+    for path in (root, archive):
+        data = load_cifar10(path, download=False)
+        assert_same(data, want)
+        assert "image folder" in data.source
+
+
+def test_data_folder_prefers_the_official_binary_version(tmp_path, cifar):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    tar_folder(write_image_folder(tmp_path / "images", cifar), folder / "cifar10-jpeg.tar.gz", ".")
+    assert "image folder" in load_cifar10(folder, download=False).source
+    write_python_folder(folder / "cifar-10-batches-py", cifar)
+    assert "Python" in load_cifar10(folder, download=False).source
+    write_binary_folder(folder / "cifar-10-batches-bin", cifar)
+    assert "binary" in load_cifar10(folder, download=False).source
+
+
+def test_default_data_dir_comes_from_the_environment(data_dir, cifar):
+    write_binary_folder(data_dir / "cifar-10-batches-bin", cifar)
+    data = load_cifar10(download=False)
+    assert_same(data, expected(cifar))
+    assert str(data_dir) in data.source
+
+
+# ---------------------------------------------------------------- the cache
+
+def test_cache_is_written_beside_the_source_and_reused(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    archive = tar_folder(folder, tmp_path / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+    first = load_cifar10(archive, download=False)
+    caches = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
+    assert len(caches) == 1 and "decoded now" in first.source
+    with np.load(caches[0], allow_pickle=False) as npz:    # plain arrays, no pickle needed
+        assert npz["train_x"].dtype == np.uint8
+    second = load_cifar10(archive, download=False)
+    assert "decoded arrays from" in second.source and str(caches[0]) in second.source
+    assert_same(second, expected(cifar))
+    assert not list(tmp_path.glob("*.tmp"))
+
+    # A changed source gets a new cache; the stale one is removed.
+    os.utime(archive, ns=(0, 10**18))
+    third = load_cifar10(archive, download=False)
+    assert "decoded now" in third.source
+    new = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
+    assert len(new) == 1 and new != caches
+
+
+def test_cache_goes_to_the_data_dir_when_the_source_folder_is_read_only(tmp_path, data_dir, cifar):
+    folder = write_binary_folder(tmp_path / "ro" / "cifar-10-batches-bin", cifar)
+    archive = tar_folder(folder, tmp_path / "ro" / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        load_cifar10(archive, download=False)
+        second = load_cifar10(archive, download=False)
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+    assert not list((tmp_path / "ro").glob("*.npz"))
+    assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 1
+    assert str(data_dir) in second.source
+
+
+def test_cache_off_and_broken_cache(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    load_cifar10(folder, cache=False)
+    assert not list(tmp_path.glob("*.npz"))
+    load_cifar10(folder)
+    (cache,) = tmp_path.glob("*.npz")
+    cache.write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="ignoring unreadable cache"):
+        data = load_cifar10(folder)
+    assert_same(data, expected(cifar))
+
+
+# ------------------------------------------------------------ safety checks
+
+@pytest.mark.parametrize("name", ["../evil.bin", "/tmp/evil.bin", "ok/../../evil.bin"])
+def test_archive_with_escaping_member_is_refused(tmp_path, name):
+    archive = tar_with(tmp_path / "bad.tar.gz", [(tarfile.TarInfo(name), b"boom")])
+    with pytest.raises(DataError, match="refusing archive member") as err:
+        load_cifar10(archive, download=False)
+    assert str(archive) in str(err.value)
+    assert not (tmp_path.parent / "evil.bin").exists()
+
+
+def test_archive_with_link_is_refused(tmp_path):
+    link = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    archive = tar_with(tmp_path / "link.tar.gz", [(link, None)])
+    with pytest.raises(DataError, match="links, devices"):
+        load_cifar10(archive, download=False)
+
+
+class Evil:
+    """Unpickling this runs a shell command: what a malicious 'CIFAR batch' would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused(tmp_path, cifar):
+    folder = write_python_folder(tmp_path / "cifar-10-batches-py", cifar)
+    marker = tmp_path / "pwned"
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Evil(marker), b"labels": []}, protocol=2))
+    with pytest.raises(DataError, match=r"refusing to unpickle (posix|os|nt)\.system") as err:
+        load_cifar10(folder, download=False)
+    assert "data_batch_3" in str(err.value)
+    assert not marker.exists()
+
+
+def test_corrupt_and_truncated_archives(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    good = tar_folder(folder, tmp_path / "good.tar.gz", "cifar-10-batches-bin").read_bytes()
+    cases = (("truncated.tar.gz", good[: len(good) // 2]), ("garbage.tar.gz", b"\x1f\x8b" + b"x" * 100))
+    for name, content in cases:
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(DataError, match="corrupt, truncated or not a .tar.gz") as err:
+            load_cifar10(path, download=False)
+        assert str(path) in str(err.value)
+
+
+def test_truncated_or_incomplete_batches(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    with open(folder / "data_batch_2.bin", "ab") as f:
+        f.write(b"\0" * 100)
+    with pytest.raises(DataError, match="data_batch_2.bin: .* not a whole number of 3073-byte"):
+        load_cifar10(folder, download=False)
+    (folder / "data_batch_2.bin").unlink()
+    with pytest.raises(DataError, match="missing data_batch_2.bin"):
+        load_cifar10(folder, download=False)
+
+
+def test_image_folder_with_missing_or_extra_class(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "images", cifar)
+    os.rename(root / "test" / "cat", root / "test" / "cats")
+    with pytest.raises(DataError, match=r"test/ must hold exactly .*missing: cat; unexpected: cats") as err:
+        load_cifar10(root, download=False)
+    assert str(root) in str(err.value)
+    # The same problem inside a tarball (no folder entries there, only file names).
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, format="PNG")
+    members = [(tarfile.TarInfo(f"{split}/{cls}/0.png"), png.getvalue())
+               for split in ("train", "test") for cls in CLASSES if cls != "frog"]
+    archive = tar_with(tmp_path / "nofrog.tar.gz", members)
+    with pytest.raises(DataError, match="missing: frog"):
+        load_cifar10(archive, download=False)
+
+
+def test_image_folder_with_empty_class_folder(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "images", cifar)
+    for f in (root / "train" / "ship").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match=r"no \.png/\.jpg images in train/ship/"):
+        load_cifar10(root, download=False)
+
+
+@pytest.mark.parametrize("size, mode, problem", [((31, 32), "RGB", "31x32 RGB"), ((32, 32), "L", "32x32 L")])
+def test_image_folder_with_wrong_image(tmp_path, cifar, size, mode, problem):
+    root = write_image_folder(tmp_path / "images", cifar)
+    bad = root / "train" / "horse" / "odd.png"
+    Image.new(mode, size).save(bad)
+    with pytest.raises(DataError, match="expected a 32x32 RGB image") as err:
+        load_cifar10(root, download=False)
+    assert str(bad) in str(err.value) and problem in str(err.value)
+
+
+def test_not_an_image(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "images", cifar)
+    (root / "test" / "deer" / "broken.jpg").write_bytes(b"definitely not a jpeg")
+    with pytest.raises(DataError, match="broken.jpg: cannot decode this image"):
+        load_cifar10(root, download=False)
+
+
+def test_folder_without_cifar(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not found in"):
+        load_cifar10(tmp_path / "empty", download=False)
+    archive = tar_with(tmp_path / "other.tar.gz", [(tarfile.TarInfo("readme.txt"), b"hello")])
+    with pytest.raises(DataError, match="no CIFAR-10 data found"):
+        load_cifar10(archive, download=False)
+    with pytest.raises(DataError, match="does not exist"):
+        load_cifar10(tmp_path / "nope.tar.gz")
+
+
+# ------------------------------------------------------- the bundled sample
+
+def test_bundled_sample(data_dir):
+    data = load_cifar10("sample", download=False)
+    assert data.train_x.shape == (2500, 32, 32, 3) and data.test_x.shape == (500, 32, 32, 3)
+    assert data.train_x.dtype == np.uint8 and data.train_y.dtype == np.int64
+    assert np.bincount(data.train_y).tolist() == [250] * 10
+    assert np.bincount(data.test_y).tolist() == [50] * 10
+    assert 40 < data.train_x.mean() < 200 and data.train_x.std() > 30      # real pictures, not blank
+    # Cached in the data folder, never inside the installed package.
+    assert len(list(data_dir.glob("cifar10-sample.decoded-*.npz"))) == 1
+    assert not [n for n in os.listdir(os.path.dirname(dataset_module.SAMPLE_PATH)) if n.endswith(".npz")]
+    assert "decoded arrays from" in load_cifar10("sample").source
+
+
+def test_sample_regenerates_identically(tmp_path):
+    """make_sample is deterministic: run on the sample itself (already the first N per class) it
+    reproduces it byte for byte."""
+    from tinyconvmixer.data.make_sample import make_sample
+
+    sample = dataset_module.SAMPLE_PATH
+    rebuilt = tmp_path / "again.tar.gz"
+    count = make_sample(sample, str(rebuilt), per_class={"train": 250, "test": 50})
+    assert count == 3000
+    with open(sample, "rb") as f:
+        assert rebuilt.read_bytes() == f.read()
+    assert os.path.getsize(sample) < 4_000_000
+
+
+# ---------------------------------------------------- the full offline copy
+
+def offline_copy():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in ("/work/shared/data/cifar10-jpeg.tar.gz",
+                 os.path.join(repo, "..", "shared", "data", "cifar10-jpeg.tar.gz")):
+        if os.path.isfile(path):
+            return os.path.normpath(path)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(offline_copy() is None, reason="no offline CIFAR-10 copy (shared/data/cifar10-jpeg.tar.gz)")
+def test_offline_full_copy_layout():
+    """All 60,000 members are there, balanced, and the first image of every class decodes.
+
+    (Decoding all 60,000 takes seconds and a 185 MB cache; the same code path
+    is covered by the sample test.)
+    """
+    from tinyconvmixer.data.archive import iter_archive
+    from tinyconvmixer.data.cifar import decode_image, wanted
+
+    counts = {}
+    for name, data in iter_archive(offline_copy(), wanted):
+        if data is None:
+            continue
+        split, cls, _ = name.split("/")[-3:]
+        counts[split, cls] = counts.get((split, cls), 0) + 1
+        if counts[split, cls] == 1:
+            assert decode_image(data, name).shape == (32, 32, 3)
+    assert {k: v for k, v in counts.items() if k[0] == "train"} == {("train", c): 5000 for c in CLASSES}
+    assert {k: v for k, v in counts.items() if k[0] == "test"} == {("test", c): 1000 for c in CLASSES}
+
+
+def test_no_warnings_on_a_clean_load(tmp_path, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_cifar10(folder)
+        load_cifar10(folder)

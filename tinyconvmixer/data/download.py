@@ -1,0 +1,115 @@
+"""Downloading the official CIFAR-10 archive, with a checksum and nothing left behind on failure.
+
+`download_url` streams a URL to ``dest + ".part"``, shows a text progress bar
+on stderr, checks the MD5 and only then renames the file to `dest`. If
+anything goes wrong (no network, a cut connection, a wrong checksum, Ctrl-C)
+the partial file is deleted, so a later run never mistakes half an archive
+for the real thing.
+
+`missing_data_message` is the text shown when CIFAR-10 is not on disk and
+cannot be downloaded (offline machine, or downloading switched off): it says
+which file to put where, where to get it, and what else would do.
+"""
+
+import hashlib
+import os
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An official CIFAR-10 download: file name, URL and MD5 published by its authors."""
+    filename: str
+    url: str
+    md5: str
+
+
+CIFAR10_BINARY = Archive("cifar-10-binary.tar.gz",
+                         "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+                         "c32a1d4ab5d03f1284b67883e8d87530")
+CIFAR10_PYTHON = Archive("cifar-10-python.tar.gz",
+                         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                         "c58f30108f718f92721af3b95e74349a")
+
+CHUNK = 1 << 20   # read and hash 1 MiB at a time
+
+
+def download_url(url, dest, md5, progress=True, timeout=60):
+    """Download `url` to the file `dest`, check its MD5 hex digest, and return `dest`.
+
+    The data goes to ``dest + ".part"`` first and is renamed to `dest` only
+    once complete and verified; on any failure the partial file is removed and
+    a DataError naming the URL is raised (a checksum mismatch also names the
+    expected and the actual MD5).
+    """
+    dest = os.fspath(dest)
+    part = dest + ".part"
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    name = os.path.basename(dest)
+    digest, done, shown, streamed = hashlib.md5(), 0, 0.0, False
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress and (time.monotonic() - shown > 0.2 or done == total):
+                    _show_progress(name, done, total)
+                    shown = time.monotonic()
+        streamed = True
+        if progress and done:
+            print(file=sys.stderr)     # end the progress line
+        if total and done != total:
+            raise DataError(f"the download of {url} stopped after {done} of {total} bytes; "
+                            "the partial file was deleted, try again")
+        got = digest.hexdigest()
+        if got != md5:
+            raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}. "
+                            "The download was deleted; try again, or fetch the file by hand.")
+        os.replace(part, dest)
+        return dest
+    except BaseException as exc:   # also Ctrl-C: never leave a partial download behind
+        if progress and done and not streamed:
+            print(file=sys.stderr)     # end the progress line before the error is shown
+        if os.path.exists(part):
+            os.remove(part)
+        if isinstance(exc, Exception) and not isinstance(exc, DataError):
+            raise DataError(f"could not download {url} to {dest} ({type(exc).__name__}: {exc})") from exc
+        raise
+
+
+def _show_progress(name, done, total):
+    """One self-overwriting line on stderr: a 30-character bar, megabytes and percent."""
+    mb = done / 1e6
+    if total:
+        filled = int(30 * done / total)
+        bar = "#" * filled + "." * (30 - filled)
+        text = f"\rdownloading {name} [{bar}] {mb:6.1f}/{total / 1e6:.1f} MB {100 * done / total:3.0f}%"
+    else:
+        text = f"\rdownloading {name} {mb:6.1f} MB"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def missing_data_message(data_dir, reason):
+    """Explain that CIFAR-10 is missing from `data_dir` (`reason` says why it was not downloaded)."""
+    binary, python = CIFAR10_BINARY, CIFAR10_PYTHON
+    return (
+        f"CIFAR-10 was not found in {data_dir}, and {reason}\n"
+        f"Put the official archive {binary.filename} (md5 {binary.md5}) at\n"
+        f"    {os.path.join(data_dir, binary.filename)}\n"
+        f"after downloading it on a machine with internet access from\n"
+        f"    {binary.url}\n"
+        f"The Python version {python.filename} ({python.url})\n"
+        "or the extracted folders cifar-10-batches-bin/ or cifar-10-batches-py/ work as well.\n"
+        "So does an image-folder copy, train/<class>/*.png|jpg and test/<class>/*.png|jpg with\n"
+        "the ten class folders airplane automobile bird cat deer dog frog horse ship truck,\n"
+        "as a folder or as a .tar.gz of one (like cifar10-jpeg.tar.gz).\n"
+        "Set TINYCONVMIXER_DATA to use another data folder, or give the file or folder path explicitly."
+    )
