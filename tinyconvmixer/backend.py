@@ -8,6 +8,9 @@ imports numpy or cupy for computation on tensors.
 Device names are the strings ``"cpu"`` and ``"gpu"``.
 """
 
+import concurrent.futures
+import os
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
@@ -72,6 +75,36 @@ def get_array_module(*arrays):
 def numpy_module():
     """NumPy itself, for code that must tell the CPU path from the GPU path."""
     return np
+
+
+def cpu_threads():
+    """Threads for the CPU's blocked loops: $TINYCONVMIXER_THREADS, else every core."""
+    return max(1, int(os.environ.get("TINYCONVMIXER_THREADS", os.cpu_count() or 1)))
+
+
+_pool = None
+
+
+def run_blocks(fn, n, block, xp):
+    """Call fn(start, stop) for consecutive blocks of range(n).
+
+    On the GPU this is one call over everything. On the CPU the blocks are
+    shared among cpu_threads() threads: NumPy releases the GIL inside its
+    loops, so threads working on different blocks run in parallel, much like
+    PyTorch's intra-op threads. fn must only write to its own block (or to a
+    dict under its own start index).
+    """
+    global _pool
+    blocks = [(s, min(s + block, n)) for s in range(0, n, block)]
+    workers = min(cpu_threads(), len(blocks)) if xp is np else 1
+    if workers == 1:
+        for start, stop in blocks:
+            fn(start, stop)
+        return
+    if _pool is None or _pool._max_workers < workers:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    for future in [_pool.submit(fn, start, stop) for start, stop in blocks]:
+        future.result()                     # re-raises any error from the block
 
 
 def xp_for(device):

@@ -14,8 +14,8 @@ It checks its arguments, then picks one of two Functions:
   whole shifted views: no column array at all.
 """
 
-from .. import backend
 from ..tensor import Function
+from .depthwise import DepthwiseConv2d
 from .im2col import col2im, im2col_view, output_size, pad2d, unpad2d
 
 
@@ -62,78 +62,6 @@ class Conv2dIm2col(Function):
         dx = unpad2d(col2im(dcols, self.padded_shape, self.stride), self.padding)
         db = g.sum(axis=(0, 2, 3))
         return dx, dw, db
-
-
-class DepthwiseConv2d(Function):
-    """Depthwise convolution (groups == C_in == C_out) by per-tap multiply-accumulate.
-
-        out[n, :, :, c] = sum over taps (i, j) of  w[c, 0, i, j] * x_padded[n, tap (i, j), c]
-
-    Works in NHWC memory: one tap is then a shifted (Ho, Wo, C) view whose rows
-    are contiguous, and the weight is a C-vector broadcast along the last axis.
-    On the CPU it runs over a few images at a time (`block` images), so that the
-    input tile, output tile and the one scratch buffer stay in cache for all
-    kh*kw taps; on the GPU, blocks would only add kernel launches, so the whole
-    batch is one block.
-    """
-
-    def forward(self, x, w, b=None):
-        xp = backend.get_array_module(x)
-        N, C, H, W = x.shape
-        kh, kw = w.shape[2:]
-        (ph, pw), (sh, sw) = self.padding, self.stride
-        xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)    # padded, NHWC
-        xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
-        Ho, Wo = output_size(H + 2 * ph, kh, sh), output_size(W + 2 * pw, kw, sw)
-        wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()             # (kh, kw, C): one C-vector per tap
-        out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
-        block = self._block(xp, x)
-        tmp = xp.empty((block, Ho, Wo, C), dtype=x.dtype)
-        for n0 in range(0, N, block):
-            xs, o, t = xh[n0:n0 + block], out[n0:n0 + block], tmp[:min(block, N - n0)]
-            for i in range(kh):
-                for j in range(kw):
-                    view = xs[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
-                    if i == 0 and j == 0:
-                        xp.multiply(view, wt[0, 0], out=o)
-                    else:
-                        xp.multiply(view, wt[i, j], out=t)
-                        o += t
-        if b is not None:
-            out += b
-        self.xh, self.wt, self.out_hw, self.block = xh, wt, (Ho, Wo), block
-        return out.transpose(0, 3, 1, 2)                              # NCHW shape, NHWC memory
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        (Ho, Wo), (sh, sw), (ph, pw) = self.out_hw, self.stride, self.padding
-        kh, kw, C = self.wt.shape
-        N, Hp, Wp, _ = self.xh.shape
-        gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))            # (N, Ho, Wo, C)
-        dxh = xp.zeros_like(self.xh)
-        dwt = xp.zeros_like(self.wt)
-        tmp = xp.empty((self.block, Ho, Wo, C), dtype=g.dtype)
-        for n0 in range(0, N, self.block):
-            gs, xs, dxs = gh[n0:n0 + self.block], self.xh[n0:n0 + self.block], dxh[n0:n0 + self.block]
-            t = tmp[:len(gs)]
-            for i in range(kh):
-                for j in range(kw):
-                    taps = (slice(None), slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
-                    xp.multiply(xs[taps], gs, out=t)                  # dW[tap] += sum of g * input at tap
-                    dwt[i, j] += t.reshape(-1, C).sum(axis=0)
-                    xp.multiply(gs, self.wt[i, j], out=t)             # dX[tap] += g * W[tap]
-                    dxs[taps] += t
-        dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
-        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
-        return dx, dw, gh.reshape(-1, C).sum(axis=0)
-
-    @staticmethod
-    def _block(xp, x):
-        """Images per block: about 256 KB of input on the CPU, the whole batch on the GPU."""
-        if xp is not backend.numpy_module():
-            return x.shape[0]
-        per_image = x[0].size * x.dtype.itemsize
-        return max(1, min(x.shape[0], (256 * 1024) // per_image))
 
 
 def _pair(value, name):
