@@ -93,3 +93,12 @@ def test_integer_tensor_cannot_require_grad():
 def test_matmul_shape_error():
     with pytest.raises(ValueError, match="do not align"):
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((2, 3)))
+
+
+def test_leaves_never_share_a_gradient_array():
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()            # Add hands the same array to both inputs
+    assert a.grad is not b.grad
+    a.grad *= 2
+    np.testing.assert_allclose(b.grad, 1.0)

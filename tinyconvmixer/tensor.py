@@ -149,12 +149,14 @@ class Tensor:
             raise ValueError(f"backward(grad): grad has shape {grad.shape}, tensor has {self.shape}")
 
         grads = {id(self): grad}             # gradients of nodes not yet processed
+        stored = set()                       # ids of arrays already stored as a leaf's .grad
         for node in _topological_order(self):
             g = grads.pop(id(node))           # every consumer has contributed: g is complete
             fn = node._fn
             if fn is None:                    # a leaf: store the gradient for the user
-                if g.base is not None:        # a view (maybe read-only): own a copy
-                    g = g.copy()
+                if g.base is not None or id(g) in stored:   # a view, or shared with another leaf
+                    g = g.copy()                            # (x + y hands both the same g): own it
+                stored.add(id(g))
                 node.grad = g if node.grad is None else node.grad + g
                 continue
             if fn.inputs is None:

@@ -14,7 +14,7 @@ It checks its arguments, then picks one of two Functions:
   whole shifted views: no column array at all.
 """
 
-from ..tensor import Function
+from ..tensor import Function, as_tensor
 from .depthwise import DepthwiseConv2d
 from .im2col import col2im, im2col_view, output_size, pad2d, unpad2d
 
@@ -117,6 +117,7 @@ def conv_arguments(x, weight, bias, stride, padding, groups):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D convolution over an NCHW batch (see the module docstring)."""
+    x, weight = as_tensor(x, like=(weight,)), as_tensor(weight, like=(x,))
     stride, padding = conv_arguments(x, weight, bias, stride, padding, groups)
     depthwise = groups == x.shape[1] == weight.shape[0]
     op = DepthwiseConv2d if depthwise else Conv2dIm2col

@@ -1,0 +1,192 @@
+"""`python -m tinyconvmixer.train` end to end on tiny settings (CPU, a few seconds each)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyconvmixer import backend, is_grad_enabled, train
+from tinyconvmixer import functional as F
+from tinyconvmixer.checkpoint import load_checkpoint
+from tinyconvmixer.optim import AdamW, triangular_lr
+from tinyconvmixer.runlog import read_metrics
+
+# 240 training images in batches of 40: 6 batches per epoch.
+TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--hdim", "8", "--depth", "1",
+        "--kernel-size", "3", "--patch-size", "4", "--batch-size", "40", "--eval-batch-size", "64",
+        "--epochs", "2", "--ra-n", "1", "--ra-m", "6", "--device", "cpu"]
+BATCHES = 6
+TIMING = ("seconds", "images_per_s")
+
+
+def run(*argv):
+    return train.main(TINY + [str(a) for a in argv])
+
+
+def same_metrics(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert {k: v for k, v in x.items() if k not in TIMING} == {k: v for k, v in y.items() if k not in TIMING}
+
+
+def same_model(path_a, path_b):
+    a, b = load_checkpoint(str(path_a)), load_checkpoint(str(path_b))
+    assert list(a["model"]) == list(b["model"])
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+    for i, state in a["optimizer"]["state"].items():
+        np.testing.assert_array_equal(state["exp_avg"], b["optimizer"]["state"][i]["exp_avg"])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted 2-epoch run, shared by the tests that compare against it."""
+    out = tmp_path_factory.mktemp("straight")
+    assert run("--out", out) == 0
+    return out
+
+
+def test_run_writes_every_file(straight, capsys):
+    for name in ("args.json", "metrics.csv", "last.npz", "best.npz", "curves.png", "filters.png", "summary.json"):
+        assert (straight / name).is_file(), name
+    rows = read_metrics(straight / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
+                            "images_per_s"}
+    assert rows[0]["lr"] == triangular_lr(1, 2, 0.05) and rows[1]["lr"] == 0.0     # end-of-epoch rates
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["params"] == 682 and summary["device"] == "cpu"
+    assert summary["best_test_acc"] == max(r["test_acc"] for r in rows)
+    assert summary["final_test_acc"] == rows[-1]["test_acc"]
+    assert json.loads((straight / "args.json").read_text())["hdim"] == 8
+    meta = load_checkpoint(str(straight / "last.npz"))["meta"]
+    assert meta["progress"]["epoch"] == 2 and meta["config"]["dim"] == 8
+
+
+def test_console_output(tmp_path, capsys):
+    assert run("--epochs", "1", "--out", tmp_path) == 0
+    out, err = capsys.readouterr()
+    assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
+    assert "\r" in err and "epoch 1/1 [" in err and "img/s" in err        # the progress bar
+
+
+class Interrupt:
+    """Raise KeyboardInterrupt (or send a real SIGINT) on the n-th training batch."""
+
+    def __init__(self, at, real_signal=False):
+        self.at, self.calls, self.real_signal = at, 0, real_signal
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == self.at:
+            if self.real_signal:
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where,at", [("forward", BATCHES + 1),      # 1 epoch, then resume 1 epoch
+                                      ("forward", 3),                # mid-epoch
+                                      ("optimizer_step", BATCHES + 4)])   # a real SIGINT inside step()
+def test_interrupt_then_resume_matches_uninterrupted(straight, tmp_path, monkeypatch, capsys, where, at):
+    trigger = Interrupt(at, real_signal=where == "optimizer_step")
+    if where == "forward":
+        original = train.forward_backward
+        monkeypatch.setattr(train, "forward_backward", lambda *a: (trigger(), original(*a))[1])
+    else:
+        original = AdamW.step
+        monkeypatch.setattr(AdamW, "step", lambda self: (trigger(), original(self))[1])
+    assert run("--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at epoch" in err and "--resume" in err
+    progress = load_checkpoint(str(tmp_path / "last.npz"))["meta"]["progress"]
+    done = at if where == "optimizer_step" else at - 1       # a deferred SIGINT lets the step finish
+    assert (progress["epoch"], progress["step"]) == divmod(done, BATCHES)
+    monkeypatch.undo()
+
+    assert train.main(["--resume", str(tmp_path / "last.npz")]) == 0      # settings come from the checkpoint
+    same_metrics(read_metrics(straight / "metrics.csv"), read_metrics(tmp_path / "metrics.csv"))
+    same_model(straight / "last.npz", tmp_path / "last.npz")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = F.cross_entropy
+
+    def poisoned(logits, y):
+        calls["n"] += is_grad_enabled()               # count training batches only
+        loss = real(logits, y)
+        return loss * float("nan") if calls["n"] == BATCHES + 2 and is_grad_enabled() else loss
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
+    assert run("--out", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "the training loss became nan at epoch 2, batch 2" in err
+    assert f"the last good checkpoint is {tmp_path / 'last.npz'} (after epoch 1)" in err
+    assert load_checkpoint(str(tmp_path / "last.npz"))["meta"]["progress"]["epoch"] == 1
+    assert len(read_metrics(tmp_path / "metrics.csv")) == 1
+
+
+def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys):
+    with np.errstate(all="ignore"):
+        assert run("--lr-max", "1e30", "--out", tmp_path) == 1
+    assert "the training loss became" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU")
+def test_gpu_without_cupy_is_a_one_line_error_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--device", "gpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: device 'gpu'") and "--device cpu" in lines[0]
+
+
+def test_bad_checkpoints(straight, tmp_path, capsys):
+    assert train.main(["--resume", str(tmp_path / "missing.npz")]) == 2
+    assert "checkpoint not found: " in capsys.readouterr().err
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    assert train.main(["--resume", str(tmp_path / "junk.npz")]) == 2
+    assert "not a valid .npz archive" in capsys.readouterr().err
+    # a different model: the message names the config, the keys and the shapes
+    assert train.main(["--resume", str(straight / "last.npz"), "--hdim", "16", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this model" in err and "'dim': 16" in err
+    assert "0.weight: checkpoint (8, 3, 4, 4) vs model (16, 3, 4, 4)" in err
+    assert train.main(["--resume", str(straight / "last.npz"), "--depth", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing key(s): 4.0.fn.0.weight" in err and "unexpected key(s): 6.weight, 6.bias" in err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err
+
+
+def test_layered_defaults(straight):
+    args, _ = train.parse_args([])
+    assert (args.hdim, args.depth, args.kernel_size, args.patch_size, args.epochs, args.batch_size) == \
+        (256, 8, 5, 2, 25, 512)
+    assert (args.lr_max, args.wd, args.ra_n, args.ra_m, args.scale, args.jitter, args.reprob) == \
+        (0.05, 0.005, 2, 12, 1.0, 0.0, 0.0)
+    assert args.clip_norm is None and args.device == "auto" and args.seed == 0
+    smoke, _ = train.parse_args(["--smoke", "--epochs", "3"])
+    assert smoke.data == "sample" and smoke.hdim == train.SMOKE["hdim"] and smoke.epochs == 3
+    resumed, ckpt = train.parse_args(["--resume", str(straight / "last.npz"), "--epochs", "4"])
+    assert resumed.hdim == 8 and resumed.train_subset == 240 and resumed.epochs == 4 and ckpt is not None
+    with pytest.raises(SystemExit):
+        train.parse_args(["--batch-size", "0"])
+
+
+def test_class_balanced_subset():
+    labels = np.repeat(np.arange(10), 50)
+    idx = train.class_balanced_subset(labels, 95)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert len(idx) == 95 and len(set(idx)) == 95 and counts.min() == 9 and counts.max() == 10
+    np.testing.assert_array_equal(idx, train.class_balanced_subset(labels, 95))
+    assert len(train.class_balanced_subset(labels, None)) == 500

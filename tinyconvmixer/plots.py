@@ -1,0 +1,85 @@
+"""Pictures of a run: training curves and learned filters (PNG files).
+
+We draw on a bare matplotlib Figure (rendered by the Agg backend) instead of
+pyplot, so no window is opened and no global plotting state is touched.
+"""
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import backend
+
+
+def plot_curves(history, path, lr_at=None, epochs=None):
+    """Loss, accuracy and learning rate per epoch, saved to `path`.
+
+    history: the rows of metrics.csv (dicts). lr_at(t) and epochs, if given,
+    draw the whole learning-rate schedule as a line behind the per-epoch values.
+    """
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    ep = [r["epoch"] for r in history]
+    for key, style in (("train", "o-"), ("test", "s-")):
+        ax_loss.plot(ep, [r[f"{key}_loss"] for r in history], style, ms=3, label=key)
+        ax_acc.plot(ep, [100 * r[f"{key}_acc"] for r in history], style, ms=3, label=key)
+    if lr_at is not None and epochs:
+        t = np.linspace(0, epochs, 400)
+        ax_lr.plot(t, [lr_at(x) for x in t], color="0.7", label="schedule")
+    ax_lr.plot(ep, [r["lr"] for r in history], "o", ms=3, label="end of epoch")
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy (%)"), (ax_lr, "learning rate")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, dpi=110)
+
+
+def mosaic(tiles, pad=1, fill=np.nan):
+    """Arrange tiles (n, h, w[, 3]) in a near-square grid with `pad` pixels between them."""
+    n, h, w = tiles.shape[:3]
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad) + tiles.shape[3:], fill)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+    return grid
+
+
+def depthwise_convs(model):
+    """(name, Conv2d) of every depthwise convolution (groups == channels), in model order."""
+    return [(name, m) for name, m in model.named_modules()
+            if type(m).__name__ == "Conv2d" and m.groups > 1 and m.groups == m.in_channels == m.out_channels]
+
+
+def plot_filters(model, path, max_layers=4, max_kernels=64):
+    """The patch-embedding filters as RGB tiles and depthwise kernels of a few layers.
+
+    Like the figures in the ConvMixer paper's appendix. Each patch filter
+    (3, p, p) is scaled to [0, 1] on its own; each depthwise kernel (k, k) is
+    divided by its largest magnitude and drawn with a diverging colour map
+    (red positive, blue negative).
+    """
+    patch = backend.to_numpy(model[0].weight.data).astype(np.float64)     # (dim, 3, p, p)
+    lo = patch.min(axis=(1, 2, 3), keepdims=True)
+    hi = patch.max(axis=(1, 2, 3), keepdims=True)
+    rgb = ((patch - lo) / np.maximum(hi - lo, 1e-12)).transpose(0, 2, 3, 1)   # (dim, p, p, 3)
+
+    convs = depthwise_convs(model)
+    picks = sorted({round(i * (len(convs) - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if convs else []
+    fig = Figure(figsize=(3.6 * (1 + len(picks)), 4.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 1 + len(picks)))
+    axes[0].imshow(np.nan_to_num(mosaic(rgb), nan=1.0), interpolation="nearest")
+    axes[0].set_title(f"patch embedding {tuple(patch.shape[1:])}")
+    for ax, i in zip(axes[1:], picks):
+        name, conv = convs[i]
+        k = backend.to_numpy(conv.weight.data)[:max_kernels, 0].astype(np.float64)   # (n, kh, kw)
+        k = k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12)
+        ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"depthwise layer {i + 1}/{len(convs)}")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.savefig(path, dpi=110)
