@@ -102,3 +102,57 @@ def test_leaves_never_share_a_gradient_array():
     assert a.grad is not b.grad
     a.grad *= 2
     np.testing.assert_allclose(b.grad, 1.0)
+
+
+def test_float_numbers_next_to_integer_tensors_are_not_truncated():
+    t = Tensor(np.array([1, 2, 3]))
+    np.testing.assert_allclose((t * 2.5).numpy(), [2.5, 5.0, 7.5])
+    with pytest.raises(TypeError, match="floating-point"):
+        t.mean()
+
+
+def test_gradient_has_the_dtype_of_its_input():
+    a = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    b = Tensor(np.ones(3), requires_grad=True)                  # float64
+    (a * b).sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    s = Tensor(np.array(2.0), requires_grad=True)               # 0-d leaf
+    (s * Tensor(np.ones(4))).sum().backward()
+    assert isinstance(s.grad, np.ndarray) and s.grad.shape == () and s.grad == 4.0
+
+
+def test_getitem_refuses_advanced_indexing():
+    x = Tensor(np.arange(4.0), requires_grad=True)
+    with pytest.raises(TypeError, match="basic indexing"):
+        x[np.array([0, 0, 1])]
+    y = x[::-2]
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [0, 1, 0, 1])
+
+
+def test_empty_batch_through_blocked_cpu_paths():
+    import tinyconvmixer.functional as F
+    x = Tensor(np.zeros((0, 4, 5, 5), dtype=np.float32), requires_grad=True)
+    w = Tensor(np.ones((4, 1, 3, 3), dtype=np.float32), requires_grad=True)
+    out = F.conv2d(F.gelu(x), w, padding=1, groups=4)
+    assert out.shape == (0, 4, 5, 5)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and not w.grad.any()
+
+
+class _FakeCupyArray:
+    """Stands in for a CuPy array: its own .data is a memory pointer, not an array."""
+    data = object()
+
+
+def test_get_array_module_sees_cupy_arrays_and_tensors(monkeypatch):
+    class FakeCupy:
+        ndarray = _FakeCupyArray
+    monkeypatch.setattr(backend, "_cupy", FakeCupy)
+    arr = _FakeCupyArray()
+    assert backend.get_array_module(arr) is FakeCupy
+
+    class Holder:                                                # like a Tensor
+        data = arr
+    assert backend.get_array_module(Holder()) is FakeCupy
+    assert backend.get_array_module(np.ones(2)) is np

@@ -64,10 +64,12 @@ def resolve_device(device):
 
 
 def get_array_module(*arrays):
-    """Return numpy or cupy, whichever owns the given arrays (numpy if none)."""
+    """Return numpy or cupy, whichever owns the given arrays or Tensors (numpy if none)."""
+    if _cupy is None:
+        return np
     for a in arrays:
-        a = getattr(a, "data", a) if not isinstance(a, np.ndarray) else a
-        if _cupy is not None and isinstance(a, _cupy.ndarray):
+        # A Tensor keeps its array in .data (a CuPy array's own .data is a memory pointer).
+        if isinstance(a, _cupy.ndarray) or isinstance(getattr(a, "data", None), _cupy.ndarray):
             return _cupy
     return np
 
@@ -96,6 +98,8 @@ def run_blocks(fn, n, block, xp):
     """
     global _pool
     blocks = [(s, min(s + block, n)) for s in range(0, n, block)]
+    if not blocks:                          # an empty batch: nothing to do
+        return
     workers = min(cpu_threads(), len(blocks)) if xp is np else 1
     if workers == 1:
         for start, stop in blocks:

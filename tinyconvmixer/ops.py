@@ -185,7 +185,12 @@ def neg(a): return Neg.apply(a)
 def exp(a): return Exp.apply(a)
 def log(a): return Log.apply(a)
 def matmul(a, b): return MatMul.apply(a, b)
-def getitem(a, index): return GetItem.apply(a, index=index)
+def getitem(a, index):
+    parts = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in parts):
+        raise TypeError(f"Tensor indexing supports ints, slices, None and ... (basic indexing), "
+                        f"got {index!r}")
+    return GetItem.apply(a, index=index)
 
 
 def pow(a, exponent):
@@ -199,6 +204,8 @@ def sum(a, axis=None, keepdims=False):
 
 
 def mean(a, axis=None, keepdims=False):
+    if a.dtype.kind != "f":
+        raise TypeError(f"mean() needs a floating-point tensor, got {a.dtype} (as in PyTorch)")
     n = a.size if axis is None else 1
     if axis is not None:
         for ax in _normalize_axes(axis, a.ndim):

@@ -15,6 +15,8 @@ Each `Function` subclass only has to implement `forward` on plain arrays and
 
 import contextlib
 
+import numpy as np   # only for type checks on host numbers (np.generic); arrays come via backend
+
 from . import backend
 
 _grad_enabled = True
@@ -40,7 +42,8 @@ class Function:
 
     forward(*arrays) gets the raw arrays of the tensor inputs and returns one array.
     backward(grad) gets the gradient of the output (an array of the output's shape)
-    and returns one gradient per tensor input (or None where none is needed).
+    and returns one gradient per tensor input (or None where none is needed);
+    gradients for optional inputs that were not given (a missing bias) are ignored.
     Non-tensor settings (stride, axis, ...) are passed to __init__ as keywords.
     """
 
@@ -167,10 +170,11 @@ class Tensor:
                 input_grads = (input_grads,)
             for t, need, gi in zip(fn.inputs, fn.needs_grad, input_grads):
                 if need and gi is not None:
+                    if not isinstance(gi, xp.ndarray) or gi.dtype != t.dtype:
+                        gi = xp.asarray(gi, dtype=t.dtype)   # an input's gradient has its dtype
                     key = id(t)
                     grads[key] = gi if key not in grads else grads[key] + gi
-            fn.inputs = None                 # free the graph (and its saved arrays) as we go
-            fn.__dict__ = {"inputs": None}
+            fn.__dict__ = {"inputs": None}   # free the graph (and its saved arrays) as we go
 
     # ----- operators (implemented in ops.py) ------------------------------------
     def __add__(self, other): return ops.add(self, other)
@@ -211,10 +215,15 @@ def as_tensor(x, like=()):
     if ref is None:
         return Tensor(x)
     xp = backend.get_array_module(ref.data)
-    if backend.get_array_module(x) is not xp and not isinstance(x, (int, float, bool)):
+    number = isinstance(x, (int, float, bool, np.generic))
+    if backend.get_array_module(x) is not xp and not number:
         raise ValueError(f"operand is on device '{backend.device_of(x)}' but the tensor "
                          f"is on '{ref.device}'")
-    return Tensor(xp.asarray(x, dtype=ref.dtype))
+    dtype = ref.dtype
+    x_kind = x.dtype.kind if hasattr(x, "dtype") else np.asarray(x).dtype.kind
+    if dtype.kind != "f" and x_kind == "f":
+        dtype = np.float32                     # int tensor * 2.5 must not become int * 2
+    return Tensor(xp.asarray(x, dtype=dtype))
 
 
 def _topological_order(root):

@@ -75,9 +75,8 @@ class DepthwiseConv2d(Function):
                     dxs[taps] += t
             partial_dw[n0] = dwt
         backend.run_blocks(run, N, self.block, xp)
-        starts = sorted(partial_dw)                                      # a fixed order: deterministic sums
-        dwt = partial_dw[starts[0]]
-        for n0 in starts[1:]:
+        dwt = xp.zeros_like(self.wt)
+        for n0 in sorted(partial_dw):                                    # a fixed order: deterministic sums
             dwt += partial_dw[n0]
         dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
@@ -88,5 +87,5 @@ def _block_size(xp, x):
     """Images per block: about 256 KB of input on the CPU, the whole batch on the GPU."""
     if xp is not backend.numpy_module():
         return x.shape[0]
-    per_image = x[0].size * x.dtype.itemsize
+    per_image = max(1, x.size // max(1, x.shape[0])) * x.dtype.itemsize
     return max(1, min(x.shape[0], (256 * 1024) // per_image))

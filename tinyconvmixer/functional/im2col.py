@@ -42,9 +42,10 @@ def im2col_view(x_padded, kernel, stride):
     N, C, H, W = x_padded.shape
     Ho, Wo = output_size(H, kh, sh), output_size(W, kw, sw)
     sN, sC, sH, sW = x_padded.strides          # in bytes
-    return xp.lib.stride_tricks.as_strided(
-        x_padded, shape=(N, C, kh, kw, Ho, Wo),
-        strides=(sN, sC, sH, sW, sH * sh, sW * sw), writeable=False)
+    shape, strides = (N, C, kh, kw, Ho, Wo), (sN, sC, sH, sW, sH * sh, sW * sw)
+    if xp is backend.numpy_module():          # read-only: windows overlap, so writes would be wrong
+        return xp.lib.stride_tricks.as_strided(x_padded, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(x_padded, shape, strides)   # CuPy has no writeable flag
 
 
 def tap(x_padded, i, j, out_hw, stride):
