@@ -119,7 +119,7 @@ CASES = [
     binary_case("add broadcast", lambda a, b: a + b, (3, 4), (4,)),
     binary_case("sub broadcast", lambda a, b: a - b, (3, 1), (3, 4)),
     binary_case("mul broadcast", lambda a, b: a * b, (2, 3, 4), (3, 1)),
-    binary_case("div", lambda a, b: a / b, (3, 4), (3, 4), positive_b=True),
+    binary_case("div broadcast", lambda a, b: a / b, (3, 4), (4,), positive_b=True),
     binary_case("matmul", lambda a, b: a @ b, (3, 4), (4, 2)),
     unary_case("pow 3 and neg", lambda x: -(x ** 3), 3, 4),
     unary_case("sum axis / mean", lambda x: x.sum(axis=1).mean(), 3, 4),

@@ -1,0 +1,260 @@
+"""Regenerate the figures of walkthrough.md.
+
+    python docs/figures/make_figures.py                 # the figures computed here (seconds)
+    python docs/figures/make_figures.py --run RUN_DIR   # also curves.png and filters.png from a run
+
+Figures made from the code alone (deterministic; run from anywhere):
+
+    fd_error.png   error of the central difference against the step size h (Step 3)
+    gelu.png       GELU exact and tanh, ReLU, and their difference (Step 6)
+    im2col.png     the im2col view of a padded input and the column matrix (Step 7)
+    schedule.png   the triangular learning-rate schedule (Step 12)
+    augment.png    bundled sample images and three TrainTransform draws of each (Step 14)
+
+Figures of a training run (Steps 14-15) need the run's folder, as written by
+`python -m tinyconvmixer.train --out RUN_DIR ...`: its metrics.csv and its
+last.npz checkpoint. They are drawn with the same functions the training
+command uses (tinyconvmixer/plots.py):
+
+    run_curves.png    loss, accuracy and learning rate per epoch
+    run_filters.png   the learned patch-embedding filters and depthwise kernels
+"""
+
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np                      # noqa: E402
+from matplotlib.figure import Figure    # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from tinyconvmixer import Tensor                        # noqa: E402
+from tinyconvmixer import functional as F               # noqa: E402
+from tinyconvmixer.optim import triangular_lr           # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DPI = 110
+
+
+def save(fig, name):
+    path = os.path.join(HERE, name)
+    # metadata: no creation date, so unchanged figures stay byte-identical
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    print("wrote", os.path.relpath(path))
+
+
+def fd_error():
+    """|central difference - exact| for f(x) = x^3 at x = 0.7, float32 and float64 (Step 3c)."""
+    hs = np.logspace(-12, 0, 97)
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for dtype, colour in ((np.float32, "tab:red"), (np.float64, "tab:blue")):
+        x = dtype(0.7)
+        exact = 3 * float(x) ** 2
+        errors = []
+        for h in hs:
+            h = dtype(h)
+            estimate = (x + h) * (x + h) * (x + h) - (x - h) * (x - h) * (x - h)
+            errors.append(abs(float(estimate / (2 * h)) - exact))
+        errors = np.maximum(errors, 1e-17)          # an exact hit would be log(0)
+        ax.loglog(hs, errors, "o-", ms=2.5, lw=1, color=colour, label=dtype.__name__)
+        eps = np.finfo(dtype).eps
+        ax.loglog(hs, eps / hs, ":", color=colour, lw=1)
+    ax.loglog(hs, hs ** 2, "k--", lw=1, label="truncation error $h^2$")
+    ax.plot([], [], "k:", lw=1, label="rounding error eps / h")
+    ax.axvline(1e-6, color="0.6", lw=0.8)
+    ax.text(1.2e-6, 3e-16, "h = 1e-6\n(gradcheck)", fontsize=8, color="0.4")
+    ax.set_ylim(1e-17, 10)
+    ax.set_xlabel("step size h")
+    ax.set_ylabel("|estimate - exact derivative|")
+    ax.set_title("Central difference of $x^3$ at $x = 0.7$")
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+    ax.legend(fontsize=8, loc="lower left")
+    save(fig, "fd_error.png")
+
+
+def gelu():
+    """GELU exact and tanh, ReLU; and exact - tanh (Step 6)."""
+    x = np.linspace(-4, 4, 801)
+    exact = F.gelu(Tensor(x)).data
+    approx = F.gelu(Tensor(x), approximate="tanh").data
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(x, np.maximum(x, 0), color="0.7", lw=3, label="ReLU")
+    left.plot(x, exact, color="tab:blue", label="GELU (exact, erf)")
+    left.plot(x, approx, "--", color="tab:orange", label="GELU (tanh)")
+    left.set_title("GELU(x) = x * Phi(x)")
+    right.plot(x, exact - approx, color="tab:purple")
+    right.set_title("exact - tanh")
+    for ax in (left, right):
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    save(fig, "gelu.png")
+
+
+def im2col():
+    """A padded 4x4 input, two of its 3x3 windows, and the 16 x 9 column matrix (Step 7)."""
+    H = W = 4
+    k, pad = 3, 1
+    image = np.arange(H * W).reshape(H, W)
+    padded = np.full((H + 2 * pad, W + 2 * pad), -1)
+    padded[pad:pad + H, pad:pad + W] = image
+    Ho, Wo = H, W
+    # the real view, to make sure the picture shows what the code does
+    from tinyconvmixer.functional.im2col import im2col_view
+    windows = im2col_view(padded[None, None].astype(np.float64), (k, k), (1, 1))   # (1, 1, 3, 3, 4, 4)
+    cols = windows[0, 0].transpose(2, 3, 0, 1).reshape(Ho * Wo, k * k)
+
+    picks = {(0, 0): "tab:red", (1, 2): "tab:blue"}
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.35])
+
+    n = padded.shape[0]
+    for r in range(n):
+        for c in range(n):
+            v = padded[r, c]
+            left.add_patch(Rectangle((c, n - 1 - r), 1, 1, facecolor="0.88" if v < 0 else "white",
+                                     edgecolor="0.6", lw=0.8))
+            left.text(c + 0.5, n - 0.5 - r, "0" if v < 0 else str(v), ha="center", va="center",
+                      fontsize=10, color="0.55" if v < 0 else "black")
+    for line, ((p, q), colour) in enumerate(picks.items()):
+        left.add_patch(Rectangle((q + 0.06, n - p - k + 0.06), k - 0.12, k - 0.12, fill=False,
+                                 edgecolor=colour, lw=2.5))
+        left.text(0, n + 0.7 - 0.5 * line, f"window of output pixel ({p}, {q}): padded rows {p}..{p + k - 1}, "
+                  f"columns {q}..{q + k - 1}", color=colour, ha="left", va="bottom", fontsize=8.5)
+    left.set_xlim(-0.2, n + 0.2)
+    left.set_ylim(-0.9, n + 1.3)
+    left.set_aspect("equal")
+    left.axis("off")
+    left.set_title("input, padded by 1 (grey): (1, 1, 6, 6)", fontsize=10)
+    left.text(n / 2, -0.5, "windows = im2col_view(x, (3, 3), (1, 1)): shape (1, 1, 3, 3, 4, 4),\n"
+              "a strided view: windows[..., i, j, p, q] = x[..., p + i, q + j]",
+              ha="center", va="top", fontsize=8.5, family="monospace")
+
+    rows, ncols = cols.shape
+    for r in range(rows):
+        p, q = divmod(r, Wo)
+        colour = picks.get((p, q))
+        for c in range(ncols):
+            v = int(cols[r, c])
+            right.add_patch(Rectangle((c, rows - 1 - r), 1, 1,
+                                      facecolor="0.88" if v < 0 else "white", edgecolor="0.75", lw=0.5))
+            right.text(c + 0.5, rows - 0.5 - r, "0" if v < 0 else str(v), ha="center", va="center",
+                       fontsize=7.5, color="0.55" if v < 0 else "black")
+        right.text(-0.3, rows - 0.5 - r, f"({p},{q})", ha="right", va="center", fontsize=7.5,
+                   color=colour or "0.3")
+        if colour:
+            right.add_patch(Rectangle((0.03, rows - 1 - r + 0.05), ncols - 0.06, 0.9, fill=False,
+                                      edgecolor=colour, lw=2))
+    for c in range(ncols):
+        i, j = divmod(c, k)
+        right.text(c + 0.5, rows + 0.2, f"{i},{j}", ha="center", va="bottom", fontsize=7.5, color="0.3")
+    right.text(ncols / 2, rows + 1.0, "columns: window entry (i, j)", ha="center", fontsize=8.5)
+    right.text(-2.2, rows / 2, "rows: output pixel (p, q)", rotation=90, ha="center", va="center", fontsize=8.5)
+    right.set_xlim(-2.6, ncols + 0.2)
+    right.set_ylim(-0.9, rows + 1.9)
+    right.set_aspect("equal")
+    right.axis("off")
+    right.set_title("cols = windows reshaped to (N*Ho*Wo, C*kh*kw) = (16, 9): the copy", fontsize=10)
+    right.text(ncols / 2, -0.5, "9 values per output pixel: the column array is kh*kw = 9 times the input",
+               ha="center", va="top", fontsize=8.5)
+    save(fig, "im2col.png")
+
+
+def schedule(epochs=25, lr_max=0.05):
+    """triangular_lr over the reference recipe's 25 epochs (Step 12)."""
+    t = np.linspace(0, epochs, 1001)
+    lr = [triangular_lr(x, epochs, lr_max) for x in t]
+    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(t, lr, color="tab:blue")
+    knots = [0, epochs * 2 / 5, epochs * 4 / 5, epochs]
+    values = [0, lr_max, lr_max / 20, 0]
+    ax.plot(knots, values, "o", color="tab:blue", ms=4)
+    for x, y, label in zip(knots, values, ["0", "lr_max", "lr_max / 20", "0"]):
+        ax.annotate(f"{label}\n(epoch {x:g})", (x, y), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=8)
+    ax.set_ylim(-0.002, lr_max * 1.25)
+    ax.set_xlim(-1.5, epochs + 1.5)
+    ax.set_xlabel("epoch (fractional: the rate changes every step)")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"triangular_lr(t, epochs={epochs}, lr_max={lr_max})")
+    ax.grid(alpha=0.3)
+    save(fig, "schedule.png")
+
+
+def augment(n_images=8, n_draws=3):
+    """A few images of the bundled sample and their augmented versions (Step 14)."""
+    from tinyconvmixer.data import CIFAR10_MEAN, CIFAR10_STD, TrainTransform, load_cifar10
+
+    data = load_cifar10("sample", cache=False)
+    pick = np.random.default_rng(3).choice(len(data.train_y), n_images, replace=False)
+    images = data.train_x[pick]
+    transform = TrainTransform(ra_n=2, ra_m=12)
+    mean, std = np.array(CIFAR10_MEAN), np.array(CIFAR10_STD)
+    rows = [images / 255.0]
+    for draw in range(n_draws):
+        x = transform(images, np.random.default_rng([0, 0, draw]))          # float32 (N, 3, 32, 32)
+        rows.append(np.clip(x.transpose(0, 2, 3, 1) * std + mean, 0, 1))   # undo the normalisation
+    fig = Figure(figsize=(1.1 * n_images, 1.15 * (n_draws + 1) + 0.3), layout="constrained")
+    axes = fig.subplots(n_draws + 1, n_images)
+    for r, row in enumerate(rows):
+        for c in range(n_images):
+            ax = axes[r, c]
+            ax.imshow(row[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel("original" if r == 0 else f"draw {r}", fontsize=8)
+            if r == 0:
+                ax.set_title(data.classes[data.train_y[pick[c]]], fontsize=8)
+    fig.suptitle("TrainTransform(ra_n=2, ra_m=12): flip, then 2 RandAugment ops per image", fontsize=9)
+    save(fig, "augment.png")
+
+
+def run_figures(run_dir):
+    """run_curves.png and run_filters.png from a training run's folder (Steps 14-15)."""
+    from tinyconvmixer import nn
+    from tinyconvmixer.checkpoint import load_checkpoint
+    from tinyconvmixer.plots import plot_curves, plot_filters
+    from tinyconvmixer.runlog import read_metrics
+
+    history = read_metrics(os.path.join(run_dir, "metrics.csv"))
+    checkpoint = load_checkpoint(os.path.join(run_dir, "last.npz"))
+    args = checkpoint["meta"]["args"]
+    config = checkpoint["meta"]["config"]
+
+    def lr_at(t):
+        return triangular_lr(t, args["epochs"], args["lr_max"])
+
+    path = os.path.join(HERE, "run_curves.png")
+    plot_curves(history, path, lr_at, args["epochs"])
+    print("wrote", os.path.relpath(path))
+    model = nn.ConvMixer(**config)
+    model.load_state_dict(checkpoint["model"])
+    path = os.path.join(HERE, "run_filters.png")
+    plot_filters(model, path)
+    print("wrote", os.path.relpath(path))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", metavar="RUN_DIR", help="also draw the run figures from this run folder")
+    args = parser.parse_args(argv)
+    fd_error()
+    gelu()
+    im2col()
+    schedule()
+    augment()
+    if args.run:
+        run_figures(args.run)
+    else:
+        print("run_curves.png and run_filters.png unchanged (they need --run RUN_DIR)")
+
+
+if __name__ == "__main__":
+    main()

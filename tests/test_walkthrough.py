@@ -1,0 +1,316 @@
+"""walkthrough.md is executable: this test runs it like a notebook and checks what it shows.
+
+How the walkthrough is read (the conventions are also stated at the top of walkthrough.md):
+
+* Every ```python block runs, in order, in ONE shared namespace, with the test's
+  working directory set to a fresh temporary folder (so files the blocks write
+  land there, and TINYCONVMIXER_DATA points into it, so data caches do too).
+  stdout is captured per block; NumPy's print options and nn.init's generator are
+  restored afterwards, so the rest of the suite is unaffected.
+* A ```text block that follows a python block with only whitespace in between is
+  the output that block must print. A python block without one must print nothing.
+* Comparison: both texts are split into tokens (numbers, and runs of other
+  non-space characters), so whitespace does not matter. Text tokens must be equal.
+  Numbers must agree within rtol=1e-3 and atol=1e-6 (float noise, tiny error
+  magnitudes such as 3e-10 vs 4e-10); two integers (no '.', no exponent) must be
+  equal exactly, because integers in the walkthrough are counts and shapes.
+  A token `...` in the expected text matches any run of tokens (also none),
+  like doctest's ELLIPSIS, for parts that vary (timings, paths, machines).
+* ```bash blocks are NOT run, except those preceded by the HTML comment
+  `<!-- walkthrough: run -->` (cheap commands such as the gradcheck of one op);
+  those run from the repository root (`python` is this interpreter) and their
+  combined stdout+stderr is compared with the following text block the same way.
+* Every relative link [..](path) and image ![..](path) must name a file or folder
+  that exists, relative to the repository root; every #anchor must name a heading;
+  every figure under docs/figures/ must be written by docs/figures/make_figures.py.
+"""
+
+import contextlib
+import io
+import math
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WALKTHROUGH = REPO / "walkthrough.md"
+RUN_MARK = "<!-- walkthrough: run -->"
+RTOL, ATOL = 1e-3, 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Block:
+    lang: str           # "python", "text", "bash", ...
+    code: str
+    line: int           # 1-based line of the opening fence in walkthrough.md
+    end: int            # 1-based line of the closing fence
+    run_mark: bool      # a bash block preceded by RUN_MARK
+    expected: "Block" = None   # the text block right after it, if any
+    number: int = 0     # 1-based number among the python blocks (0 for others)
+
+
+FENCE = re.compile(r"^(\s*)(```+)\s*([\w+-]*)\s*$")
+
+
+def parse(text):
+    """The fenced code blocks of a markdown text, each linked to the text block after it."""
+    lines = text.split("\n")
+    blocks, i = [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, lang = m.group(1), m.group(2), m.group(3).lower()
+        start, body, i = i, [], i + 1
+        while i < len(lines) and lines[i].strip() != fence:
+            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+            i += 1
+        if i == len(lines):
+            raise AssertionError(f"walkthrough.md:{start + 1}: code block is never closed")
+        prev = next((lines[k].strip() for k in range(start - 1, -1, -1) if lines[k].strip()), "")
+        blocks.append(Block(lang, "\n".join(body) + "\n", start + 1, i + 1, prev == RUN_MARK))
+        i += 1
+    # link each runnable block to a text block that follows it with only blank lines between
+    for a, b in zip(blocks, blocks[1:]):
+        between = lines[a.end:b.line - 1]
+        if b.lang == "text" and all(not s.strip() for s in between):
+            a.expected = b
+    n = 0
+    for b in blocks:
+        if b.lang == "python":
+            n += 1
+            b.number = n
+    return blocks
+
+
+# --------------------------------------------------------------------------------------
+# Comparing outputs
+# --------------------------------------------------------------------------------------
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf")
+TOKEN = re.compile(r"\.\.\.|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[^\s\d.+-]+|\S")
+
+
+def tokens(text):
+    """Numbers, '...', and runs of other characters; whitespace only separates."""
+    return TOKEN.findall(text)
+
+
+def _is_int(tok):
+    return re.fullmatch(r"[-+]?\d+", tok) is not None
+
+
+def _is_number(tok):
+    return NUMBER.fullmatch(tok) is not None and tok not in ("+", "-")
+
+
+def token_equal(expected, got):
+    if expected == got:
+        return True
+    if _is_number(expected) and _is_number(got):
+        if _is_int(expected) and _is_int(got):
+            return int(expected) == int(got)
+        a, b = float(expected), float(got)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return abs(a - b) <= ATOL + RTOL * abs(a)
+    return False
+
+
+def output_matches(expected, got):
+    """Whether `got` matches `expected` (tokens, float tolerance, '...' wildcards)."""
+    exp, out = tokens(expected), tokens(got)
+    memo = {}
+
+    def match(i, j):
+        key = (i, j)
+        if key in memo:
+            return memo[key]
+        if i == len(exp):
+            result = j == len(out)
+        elif exp[i] == "...":
+            result = any(match(i + 1, k) for k in range(j, len(out) + 1))
+        else:
+            result = j < len(out) and token_equal(exp[i], out[j]) and match(i + 1, j + 1)
+        memo[key] = result
+        return result
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * (len(exp) + len(out)) + 1000))
+    return match(0, 0)
+
+
+def first_difference(expected, got):
+    """A short description of where two outputs part (line by line, for the message)."""
+    exp_lines = [ln for ln in expected.strip("\n").split("\n")]
+    got_lines = [ln for ln in got.strip("\n").split("\n")]
+    for k in range(max(len(exp_lines), len(got_lines))):
+        e = exp_lines[k] if k < len(exp_lines) else "<nothing>"
+        g = got_lines[k] if k < len(got_lines) else "<nothing>"
+        if "..." in e:
+            continue
+        if not output_matches(e, g):
+            return f"first differing line {k + 1}:\n    expected: {e}\n    got:      {g}"
+    return "(the lines differ only where '...' spans several lines)"
+
+
+def describe(kind, block, expected, got):
+    return (f"{kind} at walkthrough.md line {block.line}: output does not match the text block at "
+            f"line {block.expected.line}.\n{first_difference(expected, got)}\n"
+            f"--- expected ---\n{expected.rstrip()}\n--- got ---\n{got.rstrip()}\n")
+
+
+# --------------------------------------------------------------------------------------
+# The tests
+# --------------------------------------------------------------------------------------
+
+BLOCKS = parse(WALKTHROUGH.read_text(encoding="utf-8"))
+
+
+def test_comparison_rules():
+    """The rules the walkthrough's outputs are held to (so the main test means what it says)."""
+    assert output_matches("[0.1234 -0.5]", "[ 0.1234  -0.5 ]")
+    assert output_matches("max abs err 3e-10", "max abs err 4e-10")        # atol
+    assert not output_matches("loss 2.3026", "loss 2.3126")                # rtol 1e-3
+    assert output_matches("loss 2.3026", "loss 2.3027")
+    assert not output_matches("706570 parameters", "706571 parameters")    # integers exact
+    assert output_matches("took ... s\ndone", "took 12.5 s\ndone")
+    assert output_matches("a ... b", "a b")
+    assert not output_matches("a ... b", "a c")
+    assert output_matches("shape (2, 3)", "shape (2,3)")
+    assert not output_matches("float32", "float64")
+
+
+def test_walkthrough_blocks(tmp_path, monkeypatch):
+    """Run every python block in order; each must not raise and must print what is shown."""
+    assert any(b.lang == "python" for b in BLOCKS), "walkthrough.md has no python blocks"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("TINYCONVMIXER_DATA", str(tmp_path / "data"))   # caches go here, not to ~/.cache
+    monkeypatch.delenv("TINYCONVMIXER_THREADS", raising=False)          # restored afterwards, whatever a block does
+    namespace = {"__name__": "__walkthrough__"}
+    problems = []
+    printopts = np.get_printoptions()
+    from tinyconvmixer.nn import init
+    generator = init.default_generator()
+    timings = []
+    try:
+        for block in BLOCKS:
+            if block.lang != "python":
+                continue
+            # pad with newlines so tracebacks give the line number in walkthrough.md
+            code = compile("\n" * block.line + block.code, str(WALKTHROUGH), "exec")
+            out = io.StringIO()
+            start = time.perf_counter()
+            error = None
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(code, namespace)
+            except Exception:
+                error = traceback.format_exc()
+            if error is not None:
+                pytest.fail(f"python block {block.number} (walkthrough.md line {block.line}) raised:\n"
+                            f"{error}\n--- its output so far ---\n{out.getvalue()}", pytrace=False)
+            timings.append((time.perf_counter() - start, block.number, block.line))
+            got = out.getvalue()
+            if block.expected is None:
+                if got.strip():
+                    problems.append(f"python block {block.number} at walkthrough.md line {block.line} "
+                                    f"prints output but no text block follows it:\n{got.rstrip()}\n")
+            elif not output_matches(block.expected.code, got):
+                problems.append(describe(f"python block {block.number}", block, block.expected.code, got))
+    finally:
+        np.set_printoptions(**printopts)
+        init._generator = generator
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+    slowest = ", ".join(f"block {n} (line {ln}) {t:.1f} s" for t, n, ln in sorted(timings)[::-1][:3])
+    print(f"\n{len(timings)} python blocks in {sum(t for t, _, _ in timings):.1f} s; slowest: {slowest}")
+    if problems:
+        pytest.fail(f"{len(problems)} block(s) of walkthrough.md print something else than shown:\n\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+RUN_BLOCKS = [b for b in BLOCKS if b.lang == "bash" and b.run_mark]
+
+
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[f"line{b.line}" for b in RUN_BLOCKS])
+def test_walkthrough_commands(block):
+    """The cheap shell commands marked to run, from the repository root."""
+    assert block.expected is not None, f"bash block at line {block.line} is marked to run but shows no output"
+    outputs = []
+    for command in [c for c in block.code.split("\n") if c.strip() and not c.lstrip().startswith("#")]:
+        argv = shlex.split(command)
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+        outputs.append(proc.stdout + proc.stderr)
+    got = "".join(outputs)
+    if not output_matches(block.expected.code, got):
+        pytest.fail(describe("bash block", block, block.expected.code, got), pytrace=False)
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HTML_SRC = re.compile(r"<img[^>]*\ssrc=\"([^\"]+)\"")
+
+
+def github_anchor(heading):
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_walkthrough_links_and_figures():
+    """Every relative link, image and #anchor names something that exists."""
+    text = WALKTHROUGH.read_text(encoding="utf-8")
+    missing, images = [], 0
+    in_code = False
+    lines = text.split("\n")
+    anchors, in_code_h = set(), False
+    for line in lines:
+        if FENCE.match(line):
+            in_code_h = not in_code_h
+        elif not in_code_h and line.startswith("#"):
+            anchors.add(github_anchor(line.lstrip("#")))
+    for n, line in enumerate(lines, start=1):
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        for target in LINK.findall(line) + HTML_SRC.findall(line):
+            if target.startswith("#"):
+                if target[1:] not in anchors:
+                    missing.append(f"line {n}: {target} (no such heading)")
+                continue
+            if re.match(r"^[a-z]+://|^mailto:", target):
+                continue
+            path = target.split("#")[0]
+            if target.lower().endswith(".png"):
+                images += 1
+            if not (REPO / path).exists():
+                missing.append(f"line {n}: {target}")
+    assert not missing, "walkthrough.md links to files that do not exist:\n  " + "\n  ".join(missing)
+    assert images > 0, "walkthrough.md shows no figure"
+    for png in re.findall(r"\(((?:docs/figures)/[\w.-]+\.png)\)", text):
+        data = (REPO / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{png} is not a PNG file"
+
+
+def test_figure_script_names_every_figure():
+    """Each figure the walkthrough shows is written by docs/figures/make_figures.py."""
+    script = (REPO / "docs" / "figures" / "make_figures.py").read_text(encoding="utf-8")
+    text = WALKTHROUGH.read_text(encoding="utf-8")
+    for png in sorted(set(re.findall(r"docs/figures/([\w.-]+\.png)", text))):
+        assert png in script, f"docs/figures/{png} is shown but make_figures.py does not make it"
