@@ -62,14 +62,13 @@ to continue), 130 interrupted with Ctrl-C (the last finished epoch is saved).
 """
 
 import argparse
-import contextlib
 import dataclasses
+import functools
 import math
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -86,8 +85,9 @@ import torch.nn.functional as TF                                     # noqa: E40
 import tinyconvmixer                                                 # noqa: E402
 from tinyconvmixer import backend, nn                                # noqa: E402
 from tinyconvmixer import train as tiny_train                        # noqa: E402
+from tinyconvmixer.atomic import atomic_write                        # noqa: E402
 from tinyconvmixer.data import (CIFAR10_MEAN, CIFAR10_STD, DataError, TestTransform,  # noqa: E402
-                                TrainTransform, get_batch, iterate_batches, load_cifar10)
+                                get_batch, iterate_batches, load_cifar10)
 from tinyconvmixer.optim import triangular_lr                        # noqa: E402
 from tinyconvmixer.runlog import ProgressBar, epoch_line, write_json, write_metrics  # noqa: E402
 from torch_convmixer import load_from_tinyconvmixer, torch_convmixer  # noqa: E402
@@ -167,11 +167,9 @@ def parse_args(argv=None):
         saved = {k: v for k, v in checkpoint["args"].items() if k not in NOT_RESUMED}
         parser.set_defaults(**saved)
         args = parser.parse_args(argv)
-    for name in ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "eval_batch_size",
-                 "train_subset", "test_subset", "workers"):
-        value, least = getattr(args, name), 0 if name == "workers" else 1
-        if value is not None and value < least:
-            parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    tiny_train.check_args(parser, args)             # the same checks as train.py, the same messages
+    if args.workers < 0:
+        parser.error(f"--workers must be at least 0, got {args.workers}")
     return args, checkpoint
 
 
@@ -224,8 +222,7 @@ class TinyBatches:
     def __init__(self, images, labels, args, device, augment_device):
         self.images, self.labels, self.args = images, labels, args
         self.device, self.augment_device = device, augment_device
-        self.transform = TrainTransform(ra_n=args.ra_n, ra_m=args.ra_m, scale=args.scale,
-                                        jitter=args.jitter, reprob=args.reprob)
+        self.transform = tiny_train.train_transform(args)
 
     def __call__(self, epoch):
         """Yield (batch index, x float32 (N, 3, 32, 32), y int64 (N,)) as torch tensors on the device."""
@@ -366,7 +363,7 @@ class Run:
         if checkpoint is not None:
             self.restore(checkpoint)
         self.out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
-                                else new_run_folder())
+                                else tiny_train.new_run_folder(prefix="torch-"))
 
     def path(self, name):
         return os.path.join(self.out, name)
@@ -456,29 +453,9 @@ class Run:
         self.progress = Progress(**checkpoint["progress"])
 
 
-def new_run_folder(root="runs"):
-    """runs/torch-YYYYmmdd-HHMMSS, made unique."""
-    base = os.path.join(root, time.strftime("torch-%Y%m%d-%H%M%S"))
-    path, i = base, 1
-    while os.path.exists(path):
-        path, i = f"{base}-{i}", i + 1
-    return path
-
-
 def save_checkpoint(path, state):
-    """torch.save to a temporary file in the same folder, then os.replace: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """torch.save, atomically (tinyconvmixer/atomic.py): never half a file."""
+    atomic_write(path, functools.partial(torch.save, state))
 
 
 def load_checkpoint(path):

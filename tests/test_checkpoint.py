@@ -1,4 +1,4 @@
-"""Checkpoints: round trip, atomic writes, no pickle, clear errors."""
+"""Checkpoints: round trip, atomic writes (and atomic.py itself), no pickle, clear errors."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import pytest
 
 from tinyconvmixer import Tensor, nn
 from tinyconvmixer import functional as F
+from tinyconvmixer.atomic import atomic_write, temp_path
 from tinyconvmixer.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
 from tinyconvmixer.optim import AdamW
 
@@ -100,3 +101,56 @@ def test_restoring_into_a_different_model_names_keys_and_shapes(tmp_path):
     other, other_opt = trained_pair(dim=16)
     with pytest.raises(nn.StateDictError, match=r"0.weight: checkpoint \(8, 3, 4, 4\) vs model \(16, 3, 4, 4\)"):
         restore(load_checkpoint(str(tmp_path / "c.npz")), other, other_opt)
+
+
+# ----- atomic.py ---------------------------------------------------------------------------
+def test_atomic_write_creates_and_replaces(tmp_path):
+    path = tmp_path / "notes.txt"
+    seen = []
+
+    def write(text):
+        def writer(tmp):
+            seen.append(tmp)
+            with open(tmp, "w") as f:
+                f.write(text)
+        return writer
+
+    assert atomic_write(path, write("one")) == path
+    atomic_write(str(path), write("two"))
+    assert path.read_text() == "two" and os.listdir(tmp_path) == ["notes.txt"]
+    assert all(os.path.dirname(t) == str(tmp_path) for t in seen)            # same folder: os.replace is atomic
+    assert seen[0] != seen[1]
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), ValueError("bad data"), KeyboardInterrupt()])
+def test_atomic_write_failure_keeps_the_old_file_and_no_temporary(tmp_path, error):
+    path = tmp_path / "metrics.csv"
+    path.write_text("old contents\n")
+
+    def half_then_fail(tmp):
+        with open(tmp, "w") as f:
+            f.write("half a fi")
+        raise error
+
+    with pytest.raises(type(error)):
+        atomic_write(path, half_then_fail)
+    assert path.read_text() == "old contents\n" and os.listdir(tmp_path) == ["metrics.csv"]
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "new.csv", lambda tmp: None)          # write() made no file
+    assert os.listdir(tmp_path) == ["metrics.csv"]
+
+
+@pytest.mark.parametrize("name,suffix", [("curves.png", ".png"), ("last.npz", ".npz"),
+                                         ("cifar-10-binary.tar.gz", ".tar.gz"), ("README", ""),
+                                         (".hidden", "")])
+def test_temporary_name_keeps_the_extension(tmp_path, name, suffix):
+    tmp = temp_path(tmp_path / name)
+    assert os.path.dirname(tmp) == str(tmp_path) and tmp.endswith(suffix) and ".tmp-" in tmp
+    assert os.path.basename(tmp) != name and temp_path(tmp_path / name) != tmp
+
+
+def test_atomic_write_lets_writers_infer_the_format(tmp_path):
+    atomic_write(tmp_path / "a.npz", lambda tmp: np.savez(tmp, x=np.arange(3)))   # no ".npz" appended
+    with np.load(tmp_path / "a.npz") as z:
+        assert z["x"].tolist() == [0, 1, 2]
+    assert os.listdir(tmp_path) == ["a.npz"]

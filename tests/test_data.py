@@ -184,7 +184,7 @@ def test_cache_is_written_beside_the_source_and_reused(tmp_path, cifar):
     second = load_cifar10(archive, download=False)
     assert "decoded arrays from" in second.source and str(caches[0]) in second.source
     assert_same(second, expected(cifar))
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp*"))                 # no temporary file left behind
 
     # A changed source gets a new cache; the stale one is removed.
     os.utime(archive, ns=(0, 10**18))
@@ -334,6 +334,55 @@ def test_folder_without_cifar(tmp_path):
         load_cifar10(tmp_path / "nope.tar.gz")
 
 
+class RecordDownloads:
+    """Stands in for download_url: records where it was asked to download, then fails as if offline."""
+
+    def __init__(self):
+        self.dests = []
+
+    def __call__(self, url, dest, md5, **kwargs):
+        self.dests.append(os.fspath(dest))
+        raise DataError("no network in this test")
+
+
+def test_a_path_that_does_not_exist_is_an_error_not_a_download(tmp_path, monkeypatch):
+    record = RecordDownloads()
+    monkeypatch.setattr(dataset_module.downloads, "download_url", record)
+    for name in ("typo", "cifar-10-batchez-bin", "nope.tar.gz"):
+        with pytest.raises(DataError, match="does not exist") as err:
+            load_cifar10(tmp_path / name, download=True)
+        assert str(tmp_path / name) in str(err.value)
+        assert not (tmp_path / name).exists()               # no folder made for the typo
+    assert record.dests == []
+
+
+def test_an_existing_empty_folder_is_downloaded_into(tmp_path, monkeypatch, data_dir):
+    record = RecordDownloads()
+    monkeypatch.setattr(dataset_module.downloads, "download_url", record)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="downloading it failed"):
+        load_cifar10(tmp_path / "empty", download=True)
+    with pytest.raises(DataError, match="downloading it failed"):
+        load_cifar10(download=True)                           # the default folder, made if needed
+    assert record.dests == [str(tmp_path / "empty" / "cifar-10-binary.tar.gz"),
+                            str(data_dir / "cifar-10-binary.tar.gz")]
+
+
+def test_download_leaves_only_the_verified_file(tmp_path):
+    import hashlib
+
+    from tinyconvmixer.data import download_url
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"cifar" * 1000)
+    dest = tmp_path / "out" / "cifar-10-binary.tar.gz"
+    download_url(source.as_uri(), dest, hashlib.md5(source.read_bytes()).hexdigest(), progress=False)
+    assert os.listdir(dest.parent) == [dest.name] and dest.read_bytes() == source.read_bytes()
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download_url(source.as_uri(), dest, "0" * 32, progress=False)
+    assert os.listdir(dest.parent) == [dest.name] and dest.read_bytes() == source.read_bytes()   # kept
+
+
 # ------------------------------------------------------- the bundled sample
 
 def test_bundled_sample(data_dir):
@@ -361,6 +410,20 @@ def test_sample_regenerates_identically(tmp_path):
     with open(sample, "rb") as f:
         assert rebuilt.read_bytes() == f.read()
     assert os.path.getsize(sample) < 4_000_000
+
+
+def test_failed_sample_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from tinyconvmixer.data.make_sample import make_sample
+
+    dest = tmp_path / "sample.tar.gz"
+    dest.write_bytes(b"the previous sample")
+
+    def broken_addfile(self, info, fileobj=None):
+        raise OSError("disk full")
+    monkeypatch.setattr(tarfile.TarFile, "addfile", broken_addfile)
+    with pytest.raises(OSError, match="disk full"):
+        make_sample(dataset_module.SAMPLE_PATH, str(dest), per_class={"train": 1, "test": 1})
+    assert os.listdir(tmp_path) == ["sample.tar.gz"] and dest.read_bytes() == b"the previous sample"
 
 
 # ---------------------------------------------------- the full offline copy

@@ -23,7 +23,16 @@ def test_keys_follow_pytorch_sequential_indices():
     assert keys[:7] == ["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean",
                         "2.running_var", "2.num_batches_tracked"]
     assert "3.0.fn.0.weight" in keys and "4.3.num_batches_tracked" in keys
-    assert keys[-2:] == ["7.weight", "7.bias"]       # Linear at index depth + 4+1 (pool, flatten)
+    assert keys[-2:] == ["7.weight", "7.bias"]       # Linear at index depth + 5 (after pool, flatten)
+
+
+def test_convmixer_docstring_gives_the_true_indices():
+    for depth in (1, 2, 8):
+        m = tiny_model(depth=depth)
+        assert len(m) == depth + 6 and isinstance(m[depth + 5], nn.Linear)
+        assert isinstance(m[depth + 3], nn.GlobalAvgPool2d) and isinstance(m[depth + 4], nn.Flatten)
+    doc = " ".join(nn.convmixer.__doc__.split())
+    assert "the Linear is index depth + 5" in doc and "depth + 4)" not in doc
 
 
 def test_registration_order_and_reassignment():
@@ -39,11 +48,64 @@ def test_registration_order_and_reassignment():
     assert [n for n, _ in net.named_buffers()] == ["stat"]
     net.stat = np.ones(2, np.float32)                 # re-assigning a buffer keeps it a buffer
     assert net.state_dict()["stat"].tolist() == [1.0, 1.0]
-    net.a = 5.0                                       # a plain value replaces the parameter
+    net.a = None                                      # None removes the parameter (as in PyTorch)
     assert [n for n, _ in net.named_parameters()] == ["b.weight", "b.bias"]
+    net.a = 5.0                                       # now a plain attribute
     assert net.a == 5.0
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         net.missing
+
+
+@pytest.mark.parametrize("value,kind", [(np.zeros((3, 2), np.float32), "ndarray"),
+                                        (Tensor(np.zeros((3, 2), np.float32)), "Tensor"),
+                                        (2.0, "float"), (nn.Linear(2, 3), "Linear")])
+def test_assigning_a_non_parameter_to_a_parameter_is_a_type_error(value, kind):
+    lin = nn.Linear(2, 3)
+    weight = lin.weight
+    with pytest.raises(TypeError, match=rf"cannot assign {kind} to parameter 'weight' "
+                                        r"\(Parameter or None expected\)"):
+        lin.weight = value
+    assert lin.weight is weight and [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
+    lin.weight = nn.Parameter(np.ones((3, 2), np.float32))     # a Parameter replaces it
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"] and lin.weight.data.sum() == 6
+
+
+def test_shared_module_is_listed_once_and_updated_once_per_step():
+    from tinyconvmixer.optim import AdamW
+
+    def run(model, params):
+        opt = AdamW(params, lr=0.1, weight_decay=0.01)
+        x = Tensor(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+        for _ in range(2):
+            model.zero_grad()
+            F.cross_entropy(model(x), np.array([0, 1, 2, 0])).backward()
+            opt.step()
+        return opt
+
+    nn.init.manual_seed(0)
+    lin = nn.Linear(3, 3)
+    net = nn.Sequential(lin, nn.GELU(), lin)
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias"]
+    assert list(net.parameters()) == [lin.weight, lin.bias]
+    twice = nn.Sequential(nn.Sequential(lin), lin)
+    assert [n for n, _ in twice.named_parameters()] == ["0.0.weight", "0.0.bias"]
+
+    nn.init.manual_seed(0)
+    ref = nn.Linear(3, 3)                              # the same weights, passed explicitly
+    ref_net = nn.Sequential(ref, nn.GELU(), ref)
+    opt = run(net, net.parameters())
+    ref_opt = run(ref_net, [ref.weight, ref.bias])
+    assert len(opt.state) == 2 and all(s["step"] == 2 for s in opt.state.values())
+    np.testing.assert_array_equal(lin.weight.data, ref.weight.data)
+    np.testing.assert_array_equal(lin.bias.data, ref.bias.data)
+    assert ref_opt.state[0]["step"] == 2
+
+
+def test_shared_buffers_are_listed_once():
+    bn = nn.BatchNorm2d(2)
+    net = nn.Sequential(bn, bn)
+    assert [n for n, _ in net.named_buffers()] == ["0.running_mean", "0.running_var", "0.num_batches_tracked"]
+    assert len(list(net.buffers())) == 3
 
 
 def test_train_eval_recursive_and_seeded_init():
@@ -81,6 +143,16 @@ def test_state_dict_round_trip_and_copy_semantics():
     b.double()
     b.load_state_dict(sd)                            # cast onto the module's dtype
     assert b[0].weight.dtype == np.float64 and b.state_dict()["2.num_batches_tracked"].dtype == np.int64
+
+
+def test_load_state_dict_accepts_tensors():
+    a, b = tiny_model(seed=1), tiny_model(seed=2)
+    sd = {k: Tensor(v.copy()) for k, v in a.state_dict().items()}       # Tensors, not arrays
+    sd["0.weight"] = a[0].weight                                          # even a Parameter
+    b.load_state_dict(sd)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, a.state_dict()[k], err_msg=k)
+    assert b[0].weight is not a[0].weight and b[0].weight.data is not a[0].weight.data
 
 
 def test_load_state_dict_strict_errors_list_every_problem():

@@ -112,6 +112,40 @@ def test_time_limit_then_resume_continues_exactly(runs, tmp_path, capsys):
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
 
 
+@pytest.mark.parametrize("argv,message", [(["--kernel-size", "4"], "--kernel-size must be odd"),
+                                          (["--scale", "0"], "scale must be in (0, 1]"),
+                                          (["--wd", "-1"], "--wd must be a finite number >= 0"),
+                                          (["--clip-norm", "0"], "--clip-norm must be > 0"),
+                                          (["--workers", "-1"], "--workers must be at least 0")])
+def test_bad_argument_values_are_argparse_errors_as_in_train_py(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ref.parse_args(TINY + argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ref.save_checkpoint(str(path), {"format": ref.CHECKPOINT_FORMAT, "epoch": 1})
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        with open(f, "wb") as out:
+            out.write(b"half a file")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        ref.save_checkpoint(str(path), {"format": ref.CHECKPOINT_FORMAT, "epoch": 2})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pt"]
+    assert ref.load_checkpoint(str(path))["epoch"] == 1
+
+
+def test_default_run_folder_comes_from_train_py(monkeypatch):
+    prefixes = []
+    monkeypatch.setattr(train, "new_run_folder", lambda root="runs", prefix="": prefixes.append(prefix) or "x")
+    args, _ = ref.parse_args(TINY)
+    assert ref.Run(args).out == "x" and prefixes == ["torch-"]
+
+
 def test_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"not a checkpoint")

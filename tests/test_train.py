@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from tinyconvmixer import backend, is_grad_enabled, train
+from tinyconvmixer import backend, is_grad_enabled, nn, train
 from tinyconvmixer import functional as F
 from tinyconvmixer.checkpoint import load_checkpoint
 from tinyconvmixer.optim import AdamW, triangular_lr
-from tinyconvmixer.runlog import read_metrics
+from tinyconvmixer.plots import plot_curves, plot_filters
+from tinyconvmixer.runlog import read_metrics, write_json, write_metrics
 
 # 240 training images in batches of 40: 6 batches per epoch.
 TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--hdim", "8", "--depth", "1",
@@ -65,6 +66,35 @@ def test_run_writes_every_file(straight, capsys):
     assert json.loads((straight / "args.json").read_text())["hdim"] == 8
     meta = load_checkpoint(str(straight / "last.npz"))["meta"]
     assert meta["progress"]["epoch"] == 2 and meta["config"]["dim"] == 8
+
+
+def half_written_figure(fig, target, **kwargs):
+    """Stands in for Figure.savefig: writes part of the image, then the disk is full."""
+    with open(target, "wb") as f:
+        f.write(b"half a png")
+    raise OSError("disk full")
+
+
+BROKEN_WRITES = {   # each fails after part of the file has been written
+    "metrics.csv": lambda path, history: write_metrics(path, history + [dict(history[0], lr="oops")]),
+    "summary.json": lambda path, history: write_json(path, {"epochs": 2, "config": object()}),
+    "curves.png": lambda path, history: plot_curves(history, path),
+    "filters.png": lambda path, history: plot_filters(nn.ConvMixer(8, 1, kernel_size=3, patch_size=4), path),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_WRITES))
+def test_run_files_are_written_atomically(straight, tmp_path, monkeypatch, name):
+    """A failure while (re)writing a run file keeps its previous version and leaves no temporary file."""
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", half_written_figure)
+    path = tmp_path / name
+    path.write_bytes((straight / name).read_bytes())
+    with pytest.raises((OSError, ValueError, TypeError)):
+        BROKEN_WRITES[name](str(path), read_metrics(straight / "metrics.csv"))
+    assert path.read_bytes() == (straight / name).read_bytes()
+    assert os.listdir(tmp_path) == [name]
 
 
 def test_console_output(tmp_path, capsys):
@@ -181,6 +211,53 @@ def test_layered_defaults(straight):
     assert resumed.hdim == 8 and resumed.train_subset == 240 and resumed.epochs == 4 and ckpt is not None
     with pytest.raises(SystemExit):
         train.parse_args(["--batch-size", "0"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--scale", "0"], "scale must be in (0, 1], got 0.0"),
+    (["--ra-m", "31"], "ra_m in 0..30"),
+    (["--reprob", "1.5"], "reprob in [0, 1]"),
+    (["--jitter", "-0.1"], "need jitter >= 0"),
+    (["--lr-max", "-0.01"], "--lr-max must be a finite number >= 0, got -0.01"),
+    (["--wd", "nan"], "--wd must be a finite number >= 0, got nan"),
+    (["--clip-norm", "0"], "--clip-norm must be > 0"),
+    (["--hdim", "0"], "--hdim must be at least 1, got 0"),
+    (["--depth", "-1"], "--depth must be at least 1, got -1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--patch-size", "0"], "--patch-size must be at least 1"),
+    (["--kernel-size", "4"], "--kernel-size must be odd"),
+    (["--patch-size", "33"], "--patch-size must be at most 32"),
+])
+def test_bad_argument_values_are_argparse_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(TINY + argv + ["--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "run").exists()                 # refused before anything was started
+
+
+def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("error: bad augmentation setting (--ra-n, --ra-m, "
+                                                         "--scale, --jitter, --reprob): scale must be in "
+                                                         "(0, 1], got 0.0")
+
+
+def test_allowed_edge_values(tmp_path):
+    args, _ = train.parse_args(["--lr-max", "0", "--wd", "0", "--clip-norm", "0.5", "--kernel-size", "1",
+                                "--patch-size", "32", "--scale", "1", "--ra-n", "0", "--reprob", "1"])
+    assert (args.lr_max, args.wd, args.clip_norm, args.kernel_size, args.patch_size) == (0, 0, 0.5, 1, 32)
+
+
+def test_new_run_folder_prefix_and_uniqueness(tmp_path):
+    first = train.new_run_folder(str(tmp_path), prefix="torch-")
+    assert os.path.basename(first).startswith("torch-") and not os.path.exists(first)
+    os.makedirs(first)
+    second = train.new_run_folder(str(tmp_path), prefix="torch-")
+    assert second != first and not os.path.exists(second)
 
 
 def test_class_balanced_subset():

@@ -9,16 +9,15 @@ Layout of the archive (plain arrays only, so it loads with allow_pickle=False):
                            the optimiser's settings and step counts, and whatever
                            the caller adds (epoch, step in epoch, args, history...)
 
-Writing is atomic: the archive goes to a temporary file in the same folder,
-is flushed to disk, then renamed over the old file with os.replace. A crash
-or Ctrl-C while writing leaves the previous checkpoint intact.
+Writing is atomic (see atomic.py): the archive goes to a temporary file in
+the same folder, is flushed to disk, then renamed over the old file with
+os.replace. A crash or Ctrl-C while writing leaves the previous checkpoint intact.
 """
 
 import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import backend
+from .atomic import atomic_write
 
 FORMAT = "tinyconvmixer-checkpoint"
 VERSION = 1
@@ -49,22 +49,12 @@ def save_checkpoint(path, model, optimizer, meta):
     header = {"format": FORMAT, "version": VERSION,
               "optimizer": {"param_groups": opt["param_groups"], "steps": steps}, **meta}
     arrays["meta"] = np.array(json.dumps(header))           # 0-d unicode, not an object array
-    _atomic_savez(path, arrays)
 
-
-def _atomic_savez(path, arrays):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)                               # atomic on POSIX and Windows
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path):

@@ -2,14 +2,18 @@
 
 We draw on a bare matplotlib Figure (rendered by the Agg backend) instead of
 pyplot, so no window is opened and no global plotting state is touched.
+The image files are written atomically (see atomic.py), so a run stopped while
+saving never leaves a broken image behind.
 """
 
+import functools
 import math
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from . import backend
+from .atomic import atomic_write
 
 
 def plot_curves(history, path, lr_at=None, epochs=None):
@@ -33,7 +37,12 @@ def plot_curves(history, path, lr_at=None, epochs=None):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi=110):
+    """Render `fig` to `path` atomically (the format comes from the extension: .png, .svg, ...)."""
+    atomic_write(path, functools.partial(fig.savefig, dpi=dpi))
 
 
 def mosaic(tiles, pad=1, fill=np.nan):
@@ -82,4 +91,4 @@ def plot_filters(model, path, max_layers=4, max_kernels=64):
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)

@@ -1,5 +1,7 @@
 """What a training run reports as it goes: a progress bar, metrics.csv and JSON files.
 
+The files are rewritten atomically (see atomic.py): a crash never leaves half a file.
+
 The progress bar is plain text on stderr, redrawn in place with a carriage
 return ("\\r"), at most ten times a second so that a log file stays small.
 """
@@ -7,9 +9,10 @@ return ("\\r"), at most ten times a second so that a log file stays small.
 import csv
 import json
 import math
-import os
 import sys
 import time
+
+from .atomic import atomic_write
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
                  "seconds", "images_per_s"]
@@ -57,13 +60,14 @@ def epoch_line(row, epochs):
 
 def write_metrics(path, history):
     """(Re)write metrics.csv from all epoch rows so far (atomically, it is small)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: _fmt(row[k]) for k in METRIC_FIELDS})
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({k: _fmt(row[k]) for k in METRIC_FIELDS})
+
+    atomic_write(path, write)
 
 
 def read_metrics(path):
@@ -79,8 +83,9 @@ def _fmt(value):
 
 def write_json(path, data):
     """Pretty JSON, written atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    atomic_write(path, write)

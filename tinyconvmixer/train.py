@@ -48,6 +48,10 @@ SMOKE = dict(data="sample", hdim=48, depth=3, kernel_size=5, patch_size=4, epoch
              batch_size=64, lr_max=0.02, ra_n=1, ra_m=8)
 # Settings that --resume takes from the checkpoint unless given on the command line.
 NOT_RESUMED = ("resume", "out", "device", "smoke")
+# Arguments that must be at least 1 (when given).
+POSITIVE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "eval_batch_size",
+            "train_subset", "test_subset")
+IMAGE_SIZE = 32                     # CIFAR-10 images are 32x32
 
 
 class NonFiniteLoss(RuntimeError):
@@ -104,11 +108,38 @@ def parse_args(argv=None):
     if layers:
         parser.set_defaults(**layers)
         args = parser.parse_args(argv)
-    for name in ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "eval_batch_size",
-                 "train_subset", "test_subset"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    check_args(parser, args)
     return args, checkpoint
+
+
+def check_args(parser, args):
+    """Refuse values the run cannot use with a one-line argparse error (exit code 2),
+    before any data is loaded, instead of a traceback minutes later."""
+    def refuse(name, problem):
+        parser.error(f"--{name.replace('_', '-')} {problem}, got {getattr(args, name)}")
+
+    for name in POSITIVE:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            refuse(name, "must be at least 1")
+    for name in ("lr_max", "wd"):
+        if not 0 <= getattr(args, name) < math.inf:              # also refuses nan
+            refuse(name, "must be a finite number >= 0")
+    if args.clip_norm is not None and not args.clip_norm > 0:
+        refuse("clip_norm", "must be > 0 (leave it out for no clipping)")
+    if args.kernel_size % 2 == 0:
+        refuse("kernel_size", "must be odd (the depthwise convolution pads to the 'same' size)")
+    if args.patch_size > IMAGE_SIZE:
+        refuse("patch_size", f"must be at most {IMAGE_SIZE} (the patches tile {IMAGE_SIZE}x{IMAGE_SIZE} images)")
+    try:
+        train_transform(args)
+    except ValueError as exc:
+        parser.error(f"bad augmentation setting (--ra-n, --ra-m, --scale, --jitter, --reprob): {exc}")
+
+
+def train_transform(args):
+    """The training augmentation the arguments ask for (ValueError on impossible settings)."""
+    return TrainTransform(ra_n=args.ra_n, ra_m=args.ra_m, scale=args.scale, jitter=args.jitter,
+                          reprob=args.reprob)
 
 
 @dataclasses.dataclass
@@ -226,8 +257,7 @@ class Run:
         self.train, self.test = (data.train_x[tr], data.train_y[tr]), (data.test_x[te], data.test_y[te])
         self.data_source, self.n_classes = data.source, len(data.classes)
         self.n_batches = math.ceil(len(tr) / args.batch_size)
-        self.augment = TrainTransform(ra_n=args.ra_n, ra_m=args.ra_m, scale=args.scale,
-                                      jitter=args.jitter, reprob=args.reprob)
+        self.augment = train_transform(args)
         nn.init.manual_seed(args.seed)
         self.model = nn.ConvMixer(args.hdim, args.depth, kernel_size=args.kernel_size,
                                   patch_size=args.patch_size, n_classes=self.n_classes).to(self.device)
@@ -262,8 +292,9 @@ class Run:
         return triangular_lr(t, self.args.epochs, self.args.lr_max)
 
 
-def new_run_folder(root="runs"):
-    base = os.path.join(root, time.strftime("%Y%m%d-%H%M%S"))
+def new_run_folder(root="runs", prefix=""):
+    """root/<prefix>YYYYmmdd-HHMMSS, with -1, -2, ... added if that exists already."""
+    base = os.path.join(root, prefix + time.strftime("%Y%m%d-%H%M%S"))
     path, i = base, 1
     while os.path.exists(path):
         path, i = f"{base}-{i}", i + 1

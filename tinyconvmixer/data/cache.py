@@ -12,19 +12,19 @@ every file the source is made of, so replacing or editing the source makes
 the old cache unused (and it is deleted when the new one is written).
 
 Caches hold plain uint8/int64 arrays, are written atomically (a temporary
-file renamed into place, so a crash never leaves half a cache) and are read
-with ``allow_pickle=False``: a cache file cannot run code.
+file renamed into place, see ../atomic.py: a crash never leaves half a cache)
+and are read with ``allow_pickle=False``: a cache file cannot run code.
 """
 
 import hashlib
 import os
 import stat
-import tempfile
 import warnings
 import zipfile
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .archive import archive_stem
 
 FORMAT_VERSION = 1      # bump when the decoders change what they produce
@@ -89,25 +89,22 @@ def save(paths, arrays, kind):
     Failing to write a cache only costs time next start, so it warns instead
     of raising.
     """
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, kind=np.array(kind), **{k: arrays[k] for k in KEYS})
+        os.chmod(tmp, 0o644)               # a cache may be shared, whatever the umask
+
     for path in paths:
         folder = os.path.dirname(path)
-        stem = os.path.basename(path)[: -len(".npz")]
         try:
             os.makedirs(folder, exist_ok=True)
-            if not writable_dir(folder):
-                continue
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=stem + ".", suffix=".npz.tmp")  # <stem>.<random>.npz.tmp
         except OSError:
             continue
+        if not writable_dir(folder):
+            continue
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, kind=np.array(kind), **{k: arrays[k] for k in KEYS})
-            os.chmod(tmp, 0o644)           # mkstemp makes it private; a cache may be shared
-            os.replace(tmp, path)
-        except BaseException as exc:       # also Ctrl-C: never leave the temporary file behind
-            os.unlink(tmp)
-            if not isinstance(exc, OSError):
-                raise
+            atomic_write(path, write)      # also on Ctrl-C: never half a cache, no temporary file left
+        except OSError as exc:
             warnings.warn(f"could not write the data cache {path} ({exc})")
             continue
         _remove_stale(path)

@@ -7,12 +7,17 @@ What `path` may be:
 * a folder: cifar-10-batches-bin/, cifar-10-batches-py/, or an image-folder
   root holding train/ and test/;
 * a data folder holding any of the above (searched in the order of
-  `CANDIDATES`: the official, lossless versions first);
+  `CANDIDATES`: the official, lossless versions first); if it holds nothing
+  usable, the official binary archive is downloaded into it (unless
+  ``download=False``);
 * "sample": the 3,000-image sample bundled with the package (see sample/README.md;
   to load a folder that happens to be called sample, write "./sample");
 * None: the default data folder, ``$TINYCONVMIXER_DATA`` or else
-  ``~/.cache/tinyconvmixer``. If that holds nothing usable, the official
-  binary archive is downloaded into it (unless ``download=False``).
+  ``~/.cache/tinyconvmixer``, created if needed. If that holds nothing usable,
+  the official binary archive is downloaded into it (unless ``download=False``).
+
+A path that does not exist is an error (a DataError naming it): a mistyped
+path must not create a new folder of that name and download 160 MB into it.
 
 The decoded arrays are cached as an .npz (see cache.py), so only the first
 start pays for decoding.
@@ -89,10 +94,11 @@ def load_cifar10(path=None, download=True, cache=True):
         path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         if os.path.isfile(path):
             source = path
-        elif os.path.isdir(path) or not is_archive(path):
-            source = _find_or_download(path, download)
-        else:
-            raise DataError(f"{path} does not exist")
+        elif os.path.isdir(path):
+            source = _find_or_download(path, download)   # an empty folder may be downloaded into
+        else:                                            # a typo must not start a download into a new folder
+            raise DataError(f"{path} does not exist: give an existing CIFAR-10 archive or folder (an empty "
+                            f"folder to download it into), or no path to use the default data folder {data_dir}")
 
     # `entries` is a generator: nothing is read unless the cache misses and it is consumed.
     if os.path.isfile(source):

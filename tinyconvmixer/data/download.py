@@ -1,10 +1,10 @@
 """Downloading the official CIFAR-10 archive, with a checksum and nothing left behind on failure.
 
-`download_url` streams a URL to ``dest + ".part"``, shows a text progress bar
-on stderr, checks the MD5 and only then renames the file to `dest`. If
-anything goes wrong (no network, a cut connection, a wrong checksum, Ctrl-C)
-the partial file is deleted, so a later run never mistakes half an archive
-for the real thing.
+`download_url` streams a URL to a temporary file beside `dest` (an atomic
+write, see ../atomic.py), shows a text progress bar on stderr, checks the MD5
+and only then renames the file to `dest`. If anything goes wrong (no network,
+a cut connection, a wrong checksum, Ctrl-C) the partial file is deleted, so a
+later run never mistakes half an archive for the real thing.
 
 `missing_data_message` is the text shown when CIFAR-10 is not on disk and
 cannot be downloaded (offline machine, or downloading switched off): it says
@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from ..atomic import atomic_write
 from .errors import DataError
 
 
@@ -42,29 +43,31 @@ CHUNK = 1 << 20   # read and hash 1 MiB at a time
 def download_url(url, dest, md5, progress=True, timeout=60):
     """Download `url` to the file `dest`, check its MD5 hex digest, and return `dest`.
 
-    The data goes to ``dest + ".part"`` first and is renamed to `dest` only
-    once complete and verified; on any failure the partial file is removed and
-    a DataError naming the URL is raised (a checksum mismatch also names the
-    expected and the actual MD5).
+    The data goes to a temporary file beside `dest` (see ../atomic.py) and is
+    renamed to `dest` only once complete and verified; on any failure the
+    partial file is removed and a DataError naming the URL is raised (a
+    checksum mismatch also names the expected and the actual MD5).
     """
     dest = os.fspath(dest)
-    part = dest + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     name = os.path.basename(dest)
-    digest, done, shown, streamed = hashlib.md5(), 0, 0.0, False
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress and (time.monotonic() - shown > 0.2 or done == total):
-                    _show_progress(name, done, total)
-                    shown = time.monotonic()
-        streamed = True
-        if progress and done:
-            print(file=sys.stderr)     # end the progress line
+
+    def fetch(tmp):
+        """Stream `url` into `tmp`, then check it; raising here deletes `tmp`."""
+        digest, done, total, shown = hashlib.md5(), 0, 0, 0.0
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress and (time.monotonic() - shown > 0.2 or done == total):
+                        _show_progress(name, done, total)
+                        shown = time.monotonic()
+        finally:
+            if progress and done:
+                print(file=sys.stderr)     # end the progress line (before any error is shown)
         if total and done != total:
             raise DataError(f"the download of {url} stopped after {done} of {total} bytes; "
                             "the partial file was deleted, try again")
@@ -72,16 +75,13 @@ def download_url(url, dest, md5, progress=True, timeout=60):
         if got != md5:
             raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}. "
                             "The download was deleted; try again, or fetch the file by hand.")
-        os.replace(part, dest)
-        return dest
-    except BaseException as exc:   # also Ctrl-C: never leave a partial download behind
-        if progress and done and not streamed:
-            print(file=sys.stderr)     # end the progress line before the error is shown
-        if os.path.exists(part):
-            os.remove(part)
-        if isinstance(exc, Exception) and not isinstance(exc, DataError):
-            raise DataError(f"could not download {url} to {dest} ({type(exc).__name__}: {exc})") from exc
+
+    try:
+        return atomic_write(dest, fetch)   # also on Ctrl-C: never leave a partial download behind
+    except DataError:
         raise
+    except Exception as exc:
+        raise DataError(f"could not download {url} to {dest} ({type(exc).__name__}: {exc})") from exc
 
 
 def _show_progress(name, done, total):

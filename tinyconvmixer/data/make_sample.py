@@ -15,6 +15,7 @@ import io
 import os
 import tarfile
 
+from ..atomic import atomic_write
 from .archive import iter_archive
 from .cifar import CLASSES, SPLITS
 from .dataset import SAMPLE_PATH
@@ -38,19 +39,15 @@ def make_sample(source, dest=SAMPLE_PATH, per_class=None):
                 raise ValueError(f"{source}: only {len(names)} images in {split}/{cls}/")
             members += names[: per_class[split]]
 
-    tmp = dest + ".tmp"
-    try:
+    def write(tmp):
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name in members:
                 info = tarfile.TarInfo(name)     # owner, group and time all zero: reproducible
                 info.size, info.mode = len(chosen[name]), 0o644
                 tar.addfile(info, io.BytesIO(chosen[name]))
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(dest, write)
     return len(members)
 
 

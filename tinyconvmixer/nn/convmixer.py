@@ -9,7 +9,8 @@ Shapes for a CIFAR batch (N, 3, 32, 32) with patch size p: the patch embedding
 gives (N, dim, 32/p, 32/p); every block keeps that shape; the head gives (N, n_classes).
 
 The model is one Sequential with the same indices as the paper's nn.Sequential
-(block i is index 3 + i, the Linear is index depth + 4), so state-dict keys map
+(block i is index 3 + i, then the pool at depth + 3 and the flatten at depth + 4;
+the Linear is index depth + 5, the last of depth + 6), so state-dict keys map
 1:1 onto the PyTorch model's.
 """
 

@@ -6,8 +6,13 @@ A Module is a tree. Assigning an attribute registers it, in assignment order:
     self.fn = Sequential(...)        -> self._modules["fn"]
     self.register_buffer("running_mean", array)  -> self._buffers["running_mean"]
 
+As in PyTorch, a registered parameter can only be replaced by another
+Parameter or removed with None: `self.weight = np.zeros(3)` is a TypeError
+(it would otherwise quietly stop being trained).
+
 Walking the tree gives dotted names ("3.0.fn.0.weight") exactly like PyTorch,
-so a state dict maps 1:1 onto the same architecture written in PyTorch.
+so a state dict maps 1:1 onto the same architecture written in PyTorch. A
+module used twice shares its parameters: parameters() lists them once.
 Parameters are Tensors (they get gradients); buffers are raw xp arrays
 (state that is saved but not trained, e.g. BatchNorm's running statistics).
 """
@@ -53,6 +58,11 @@ class Module:
                                  f"assigning attribute {name!r}")
         if isinstance(value, Parameter):
             registry = self._parameters
+        elif name in self._parameters and value is not None:
+            # As in PyTorch: a parameter is replaced by a Parameter or removed with None,
+            # never silently turned into an untrained plain attribute.
+            raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} "
+                            f"(Parameter or None expected)")
         elif isinstance(value, Module):
             registry = self._modules
         elif name in self._buffers:
@@ -102,20 +112,31 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_parameters(self):
-        """(dotted name, Parameter) in definition order, like PyTorch."""
+    def _named_members(self, registry):
+        """(dotted name, value) of one registry over the tree, each object once.
+
+        A module used twice (Sequential(lin, lin)) shares its weights; like
+        PyTorch we list each one once, under its first name, so an optimiser
+        given parameters() updates it once per step, not twice.
+        """
+        seen = set()
         for mod_name, m in self.named_modules():
-            for name, p in m._parameters.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), p
+            for name, value in getattr(m, registry).items():
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def named_parameters(self):
+        """(dotted name, Parameter) in definition order, like PyTorch; a shared one once."""
+        return self._named_members("_parameters")
 
     def parameters(self):
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self):
-        for mod_name, m in self.named_modules():
-            for name, b in m._buffers.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), b
+        """(dotted name, buffer array) in definition order; a shared one once."""
+        return self._named_members("_buffers")
 
     def buffers(self):
         for _, b in self.named_buffers():
@@ -157,11 +178,13 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into this module's parameters and buffers, in place.
 
-        Values may be NumPy or CuPy arrays (or anything np.asarray accepts, such
-        as CPU torch tensors); they are copied onto this module's device and cast
-        to each entry's dtype. Shapes must match. With strict=True the key sets
-        must match exactly. Errors list every problem at once.
+        Values may be NumPy or CuPy arrays, Tensors (their .data is taken), or
+        anything np.asarray accepts, such as CPU torch tensors; they are copied
+        onto this module's device and cast to each entry's dtype. Shapes must
+        match. With strict=True the key sets must match exactly. Errors list
+        every problem at once.
         """
+        state_dict = {k: v.data if isinstance(v, Tensor) else v for k, v in state_dict.items()}
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
