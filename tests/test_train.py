@@ -101,7 +101,23 @@ def test_console_output(tmp_path, capsys):
     assert run("--epochs", "1", "--out", tmp_path) == 0
     out, err = capsys.readouterr()
     assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
-    assert "\r" in err and "epoch 1/1 [" in err and "img/s" in err        # the progress bar
+    assert "epoch 1/1 [" in err and "img/s" in err and "\r" not in err   # not a terminal: plain lines
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    import io
+    from tinyconvmixer.runlog import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    bar = ProgressBar("epoch 1/2", 10, stream=term, min_interval=0)
+    bar.update(3, 2.0, 0.25, 100.0)
+    bar.update(10, 1.5, 0.5, 120.0)
+    bar.close()
+    text = term.getvalue()
+    assert text.count("\r") >= 3 and "\n" not in text and "10/10 loss 1.5000 acc 50.0%" in text
 
 
 class Interrupt:

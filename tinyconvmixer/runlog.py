@@ -3,7 +3,8 @@
 The files are rewritten atomically (see atomic.py): a crash never leaves half a file.
 
 The progress bar is plain text on stderr, redrawn in place with a carriage
-return ("\\r"), at most ten times a second so that a log file stays small.
+return ("\\r") at most ten times a second on a terminal; when stderr is a file or
+a pipe (a log, CI), it prints a plain line at most every 30 seconds instead.
 """
 
 import csv
@@ -24,7 +25,8 @@ class ProgressBar:
     def __init__(self, label, total, stream=None, width=24, min_interval=0.1):
         self.label, self.total, self.width = label, total, width
         self.stream = sys.stderr if stream is None else stream
-        self.min_interval = min_interval
+        self.interactive = getattr(self.stream, "isatty", lambda: False)()
+        self.min_interval = min_interval if self.interactive else 30.0
         self.last_draw = -math.inf
         self.drawn = 0                           # length of the text on screen
 
@@ -37,6 +39,10 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         text = (f"{self.label} [{bar}] {done}/{self.total} loss {loss:.4f} "
                 f"acc {100 * acc:.1f}% {images_per_s:.0f} img/s")
+        if not self.interactive:                 # a log file: whole lines, no redrawing
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            return
         self.stream.write("\r" + text.ljust(self.drawn))
         self.stream.flush()
         self.drawn = len(text)
