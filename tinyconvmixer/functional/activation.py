@@ -10,6 +10,7 @@ import math
 
 from .. import backend
 from ..tensor import Function
+from .chunked import chunked_map
 from .normal_cdf import normal_cdf
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -33,8 +34,19 @@ class GELU(Function):
             t = self.t   # d/dx tanh(u) = (1 - t^2) u',  u' = sqrt(2/pi) (1 + 3c x^2)
             du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * x * x)
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
-        return g * (self.cdf + x * pdf)
+        return chunked_map(_exact_gelu_grad, g, x, self.cdf)
+
+
+def _exact_gelu_grad(out, g, x, cdf):
+    """out = g * (Phi(x) + x phi(x)), with phi(x) = exp(-x^2 / 2) / sqrt(2 pi)."""
+    xp = backend.get_array_module(x)
+    pdf = x * x
+    pdf *= -0.5
+    xp.exp(pdf, out=pdf)
+    pdf *= _INV_SQRT_2PI
+    pdf *= x
+    pdf += cdf
+    xp.multiply(g, pdf, out=out)
 
 
 def gelu(x, approximate="none"):
