@@ -33,7 +33,8 @@ class BatchNorm(Function):
         if self.training:
             M = x.size // x.shape[1]
             mean = x.mean(axis=axes)
-            var = ((x - mean.reshape(cs)) ** 2).mean(axis=axes)
+            xc = x - mean.reshape(cs)                 # centred input (N, C, H, W)
+            var = (xc * xc).mean(axis=axes)          # biased: divide by M
             if self.running_mean is not None:        # update in place: they are module buffers
                 m = self.momentum
                 self.running_mean *= 1 - m
@@ -42,16 +43,24 @@ class BatchNorm(Function):
                 self.running_var += m * var * (M / max(M - 1, 1))
         else:
             mean, var = self.running_mean, self.running_var
+            xc = x - mean.reshape(cs)
         self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(cs)
-        self.xhat = (x - mean.reshape(cs)) * self.invstd
+        xc *= self.invstd                            # in place: xc becomes xhat (no new array)
+        self.xhat = xc
         self.axes, self.cs, self.weight = axes, cs, weight
-        y = self.xhat if weight is None else self.xhat * weight.reshape(cs)
-        return y if bias is None else y + bias.reshape(cs)
+        if weight is None:
+            return xc if bias is None else xc + bias.reshape(cs)
+        y = xc * weight.reshape(cs)
+        if bias is not None:
+            y += bias.reshape(cs)
+        return y
 
     def backward(self, g):
+        xp = backend.get_array_module(g)
         axes, cs, xhat = self.axes, self.cs, self.xhat
         dbias = g.sum(axis=axes)                              # (C,)
-        dweight = (g * xhat).sum(axis=axes)                   # (C,)
+        g_xhat = g * xhat
+        dweight = g_xhat.sum(axis=axes)                       # (C,)
         scale = self.invstd if self.weight is None else self.invstd * self.weight.reshape(cs)
         if not self.training:                                 # running statistics are constants
             return g * scale, dweight, dbias
@@ -60,7 +69,7 @@ class BatchNorm(Function):
         # dweight / M, so dx = scale * (g - dbias / M - xhat * dweight / M) per channel:
         M = g.size // g.shape[1]
         dx = g * scale
-        dx -= xhat * (scale * (dweight.reshape(cs) / M))
+        dx -= xp.multiply(xhat, scale * (dweight.reshape(cs) / M), out=g_xhat)   # reuse the buffer
         dx -= scale * (dbias.reshape(cs) / M)
         return dx, dweight, dbias
 
