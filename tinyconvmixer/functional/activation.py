@@ -29,7 +29,6 @@ class GELU(Function):
 
     def backward(self, g):
         x = self.x
-        xp = backend.get_array_module(x)
         if self.approximate == "tanh":
             t = self.t   # d/dx tanh(u) = (1 - t^2) u',  u' = sqrt(2/pi) (1 + 3c x^2)
             du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * x * x)
