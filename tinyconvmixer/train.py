@@ -217,7 +217,7 @@ def train_one_epoch(run, progress):
         x = Tensor(run.augment(x, np.random.default_rng([args.seed, epoch, i])))   # float32 (N, 3, 32, 32)
         loss, correct = forward_backward(model, x, y)
         with interrupts_deferred():                     # Ctrl-C waits: update and counters stay in step
-            optimizer.lr = triangular_lr(epoch + (i + 1) / run.n_batches, args.epochs, args.lr_max)
+            optimizer.lr = run.lr_at(epoch + (i + 1) / run.n_batches)   # the schedule, every step
             if args.clip_norm:
                 clip_grad_norm_(model.parameters(), args.clip_norm)
             optimizer.step()

@@ -18,7 +18,7 @@ On the GPU, blocks would only add kernel launches: the whole batch is one block.
 
 from .. import backend
 from ..tensor import Function
-from .im2col import output_size
+from .im2col import output_size, tap_slices
 
 
 class DepthwiseConv2d(Function):
@@ -41,7 +41,8 @@ class DepthwiseConv2d(Function):
             t = xp.empty_like(o)                                          # scratch, cache-sized
             for i in range(kh):
                 for j in range(kw):
-                    tap = xs[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+                    rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
+                    tap = xs[:, rows, cols]                               # (block, Ho, Wo, C) view
                     if i == 0 and j == 0:
                         xp.multiply(tap, wt[0, 0], out=o)
                     else:
@@ -55,7 +56,7 @@ class DepthwiseConv2d(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        (Ho, Wo), (sh, sw), (ph, pw) = self.out_hw, self.stride, self.padding
+        (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
         N, Hp, Wp, _ = self.xh.shape
         gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
@@ -68,7 +69,7 @@ class DepthwiseConv2d(Function):
             dwt = xp.empty_like(self.wt)
             for i in range(kh):
                 for j in range(kw):
-                    taps = (slice(None), slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
+                    taps = (slice(None),) + tap_slices(i, j, (Ho, Wo), self.stride)
                     xp.multiply(xs[taps], gs, out=t)                     # dW[tap] = sum of g * input at tap
                     dwt[i, j] = t.reshape(-1, C).sum(axis=0)
                     xp.multiply(gs, self.wt[i, j], out=t)                # dX[tap] += g * W[tap]

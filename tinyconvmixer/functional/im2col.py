@@ -48,10 +48,15 @@ def im2col_view(x_padded, kernel, stride):
     return xp.lib.stride_tricks.as_strided(x_padded, shape, strides)   # CuPy has no writeable flag
 
 
+def tap_slices(i, j, out_hw, stride):
+    """(row slice, column slice) of the padded input that kernel tap (i, j) sees."""
+    (Ho, Wo), (sh, sw) = out_hw, stride
+    return slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw)
+
+
 def tap(x_padded, i, j, out_hw, stride):
     """The input pixels that kernel tap (i, j) sees: an (N, C, Ho, Wo) strided slice."""
-    (Ho, Wo), (sh, sw) = out_hw, stride
-    return x_padded[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+    return x_padded[(slice(None), slice(None)) + tap_slices(i, j, out_hw, stride)]
 
 
 def col2im(cols, padded_shape, stride):
