@@ -3,6 +3,7 @@
     python benchmarks/bench.py --device cpu            # batch 32, all cores for both
     python benchmarks/bench.py --device gpu            # batch 512, TF32 off on both
     python benchmarks/bench.py --device gpu --tf32     # an extra row set with TF32 matmuls
+    python benchmarks/bench.py --device gpu --no-kernels   # our plain xp paths, without the CUDA kernels
 
 Each row times forward + backward of one op at ConvMixer-256's real shapes (or
 a whole AdamW training step of ConvMixer-256/8), for tinyconvmixer and for
@@ -14,6 +15,8 @@ For the training steps it also reports achieved FLOP/s and bytes/s against the
 device's measured peaks (a large matrix product, a large copy). Results go to
 a JSON file. Without torch installed, only tinyconvmixer is timed.
 """
+
+import tinyconvmixer  # noqa: F401  first: sets OpenBLAS's thread timeout before NumPy loads it
 
 import argparse
 import json
@@ -30,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # for torch_con
 
 import tinyconvmixer.functional as F                                # noqa: E402
 from tinyconvmixer import Tensor, backend, nn, optim                # noqa: E402
+from tinyconvmixer.cuda import launch                               # noqa: E402
 
 try:
     import torch
@@ -241,10 +245,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="PyTorch CPU threads (NumPy's BLAS uses all cores by default)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on both sides (GPU)")
+    parser.add_argument("--no-kernels", action="store_true",
+                        help="GPU: time tinyconvmixer's plain xp paths instead of its CUDA kernels")
     parser.add_argument("--only", help="only rows whose name contains this text")
     parser.add_argument("--json", help="where to write results (default benchmarks/results/bench-DEVICE.json)")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (512 if args.device == "gpu" else 32)
+    if args.device == "gpu" and args.tf32:
+        os.environ["CUPY_TF32"] = "1"          # read when CuPy loads, i.e. in check_device below
+    if args.no_kernels:
+        launch.set_enabled(False)              # every op on its plain xp path
     try:
         backend.check_device(args.device)
     except backend.DeviceError as exc:
@@ -253,8 +263,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
-    if args.device == "gpu" and args.tf32:
-        os.environ["CUPY_TF32"] = "1"
+    # The CPU settings of backend.py's "CPU tuning" apply to the whole process, PyTorch included.
+    tuning = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+              "keep_freed_memory": backend.keep_freed_memory() if args.device == "cpu" else None}
     if torch is None:
         print("no torch installed: timing tinyconvmixer alone", file=sys.stderr)
 
@@ -274,13 +285,13 @@ def main(argv=None):
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "numpy": np.__version__,
-               "torch": torch.__version__ if torch is not None else None}
+               "torch": torch.__version__ if torch is not None else None, "cpu_tuning": tuning}
     if args.device == "gpu":
         cp = backend.xp_for("gpu")
         machine["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         machine["cupy"] = cp.__version__
     out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                    f"bench-{args.device}.json")
+                                    f"bench-{args.device}{'-tf32' if args.tf32 else ''}{'-plain' if args.no_kernels else ''}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"args": vars(args), "machine": machine, "peaks": peaks, "rows": rows}, f, indent=1)

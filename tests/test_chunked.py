@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinyconvmixer.functional.activation import _exact_gelu_grad
+from tinyconvmixer.functional.activation import GELU
 from tinyconvmixer.functional.chunked import chunked_map
 from tinyconvmixer.functional.normal_cdf import normal_cdf
 
@@ -37,9 +37,36 @@ def test_many_chunks_and_a_ragged_end(rng, monkeypatch):
     np.testing.assert_array_equal(chunked_map(axpy, a, b), 2.0 * a + b)
 
 
-def test_gelu_backward_kernel_matches_the_plain_formula(rng):
-    x = (3 * rng.standard_normal((4, 8, 6, 6))).astype(np.float32)
+def test_several_outputs(rng):
+    a = rng.standard_normal((3, 50_000)).astype(np.float32)
+
+    def two(s, d, x):
+        np.add(x, 1.0, out=s)
+        np.multiply(x, 2.0, out=d)
+    s, d = chunked_map(two, a, outputs=2)
+    np.testing.assert_array_equal(s, a + 1.0)
+    np.testing.assert_array_equal(d, 2.0 * a)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("layout", ["C order", "channels-last"])
+def test_gelu_output_and_slope_match_the_plain_formulas(rng, approximate, layout):
+    x = 3 * layouts(rng, (4, 8, 6, 6))[layout]                # float32: the CPU's fast path
+    f = GELU()
+    f.approximate = approximate
+    y = f.forward(x)
+    x64 = x.astype(np.float64)
+    if approximate == "none":
+        cdf = normal_cdf(x64)
+        y_ref, slope_ref = x64 * cdf, cdf + x64 * np.exp(-0.5 * x64 * x64) / np.sqrt(2 * np.pi)
+    else:
+        c = np.sqrt(2 / np.pi)
+        t = np.tanh(c * (x64 + 0.044715 * x64 ** 3))
+        y_ref = 0.5 * x64 * (1 + t)
+        slope_ref = 0.5 * (1 + t) + 0.5 * x64 * (1 - t * t) * c * (1 + 3 * 0.044715 * x64 ** 2)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
+    # float32 tanh: 1 - t^2 cancels where |t| is near 1 (an error of about 1e-6 at |x| = 5)
+    np.testing.assert_allclose(f.slope, slope_ref, rtol=1e-5, atol=1e-6 if approximate == "none" else 5e-6)
+    assert y.dtype == f.slope.dtype == np.float32 and y.strides == x.strides
     g = rng.standard_normal(x.shape).astype(np.float32)
-    cdf = normal_cdf(x)
-    plain = g * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
-    np.testing.assert_allclose(chunked_map(_exact_gelu_grad, g, x, cdf), plain, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(f.backward(g), g * f.slope)

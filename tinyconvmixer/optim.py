@@ -9,8 +9,12 @@ parameter p with gradient g at step t (starting at 1):
     p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
 The divisions by (1 - beta^t) are the bias correction: m and v start at zero,
-so early averages are too small by exactly that factor. All updates are whole-
-array operations in place on the parameter's device (NumPy or CuPy).
+so early averages are too small by exactly that factor. The reference update,
+_adamw_update, is whole-array operations in place on the parameter's device
+(NumPy or CuPy): about ten kernels per parameter on the GPU. When launch.active()
+holds (CuPy arrays of one float dtype), step() instead updates every parameter
+in one launch of cuda/adamw.cu: the same arithmetic in the same order (equal
+to the last bit or two, as the GPU may fuse a multiply and an add).
 """
 
 import math
@@ -18,6 +22,7 @@ import math
 import numpy as np
 
 from . import backend
+from .cuda import adamw as cuda_adamw, launch
 
 
 class Optimizer:
@@ -109,30 +114,60 @@ class AdamW(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def step(self):
-        """Update every parameter that has a gradient (see the module docstring)."""
+        """Update every parameter that has a gradient (see the module docstring).
+
+        All gradients are checked before any state changes; then one fused launch updates
+        everything, or, where it cannot, the reference updates each parameter in turn.
+        """
+        todo = []
         for i, group, p in self._indexed_params():
             if p.grad is None:
                 continue
-            xp = backend.get_array_module(p.data)
             g = p.grad
             if g.shape != p.shape or backend.device_of(g) != p.device:
                 raise ValueError(f"AdamW: gradient of parameter {i} has shape {g.shape} on "
                                  f"'{backend.device_of(g)}', the parameter {p.shape} on '{p.device}'")
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            todo.append((i, group, p))
+        entries = []             # (p, g, m, v, hyper) per parameter, hyper as in cuda/adamw.cu
+        for i, group, p in todo:
             if i not in self.state:
+                xp = backend.get_array_module(p.data)
                 self.state[i] = {"step": 0, "exp_avg": xp.zeros_like(p.data),
                                  "exp_avg_sq": xp.zeros_like(p.data)}
             s = self.state[i]
             s["step"] += 1
-            m, v, t = s["exp_avg"], s["exp_avg_sq"], s["step"]
+            entries.append((p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], _hyper(group, s["step"])))
+        if _fusable(entries):
+            xp = backend.get_array_module(entries[0][0])
+            cuda_adamw.adamw_step([(p, xp.ascontiguousarray(g), m, v, h) for p, g, m, v, h in entries])
+        else:
+            for entry in entries:
+                _adamw_update(*entry)
 
-            p.data *= 1 - lr * wd                                  # decoupled weight decay
-            m += (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            step_size = lr / (1 - beta1 ** t)
-            denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-            p.data -= step_size * (m / denom)
+
+def _hyper(group, t):
+    """The numbers of step t for one parameter: (decay, beta1, beta2, eps, step_size, sqrt_bc2)."""
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    return 1 - lr * wd, beta1, beta2, eps, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t)
+
+
+def _adamw_update(p, g, m, v, hyper):
+    """The reference: one parameter's update, in place, as whole-array xp operations."""
+    decay, beta1, beta2, eps, step_size, sqrt_bc2 = hyper
+    xp = backend.get_array_module(p)
+    p *= decay                                             # decoupled weight decay
+    m += (1 - beta1) * (g - m)
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    p -= step_size * (m / (xp.sqrt(v) / sqrt_bc2 + eps))
+
+
+def _fusable(entries):
+    """True when the fused kernel can take every update: all arrays active for the kernels, and
+    p, m, v C-contiguous (gradients are copied to contiguous ones if needed)."""
+    arrays = [a for entry in entries for a in entry[:4]]
+    return (launch.active(*arrays)
+            and all(a.flags.c_contiguous for p, _, m, v, _ in entries for a in (p, m, v)))
 
 
 def triangular_lr(t, epochs, lr_max):

@@ -251,6 +251,8 @@ class Run:
     def __init__(self, args, checkpoint):
         self.args = args
         self.device = backend.resolve_device(args.device)
+        if self.device == "cpu":
+            backend.keep_freed_memory()            # no page faults for every new array (backend.py)
         data = load_cifar10(args.data, download=not args.no_download)
         tr = class_balanced_subset(data.train_y, args.train_subset)
         te = class_balanced_subset(data.test_y, args.test_subset)

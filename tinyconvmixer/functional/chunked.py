@@ -17,30 +17,32 @@ from .. import backend
 CHUNK = 65536                                     # elements: 256 KB of float32, about an L2 cache
 
 
-def chunked_map(kernel, *arrays):
-    """out = kernel(*arrays), computed chunk by chunk; kernel(out, *chunks) fills out in place."""
+def chunked_map(kernel, *arrays, outputs=1):
+    """Elementwise kernel over arrays, chunk by chunk.
+
+    kernel(out_1, ..., out_k, *chunks) fills the k = `outputs` output chunks in
+    place. Returns the output array, or a tuple of them when outputs > 1.
+    """
     xp = backend.get_array_module(*arrays)
-    ref = arrays[0]
-    out = xp.empty_like(ref)                              # same memory layout as ref
+    outs = [xp.empty_like(arrays[0]) for _ in range(outputs)]   # same memory layout as arrays[0]
     if xp is not backend.numpy_module():
-        kernel(out, *arrays)
-        return out
-    views = _memory_order_views([out, *arrays])
+        kernel(*outs, *arrays)
+        return outs[0] if outputs == 1 else tuple(outs)
+    views = memory_order_views([*outs, *arrays])
     if views is None:                                     # layouts differ: copy to C order
         arrays = [xp.ascontiguousarray(a) for a in arrays]
-        out = xp.empty_like(arrays[0])
-        views = [a.reshape(-1) for a in (out, *arrays)]
-    flat_out, flat_in = views[0], views[1:]
+        outs = [xp.empty_like(arrays[0]) for _ in range(outputs)]
+        views = [a.reshape(-1) for a in (*outs, *arrays)]
 
     def run(b0, b1):
         for s in range(b0, b1, CHUNK):
             e = min(s + CHUNK, b1)
-            kernel(flat_out[s:e], *[a[s:e] for a in flat_in])
-    backend.run_blocks(run, flat_out.size, 16 * CHUNK, xp)
-    return out
+            kernel(*[v[s:e] for v in views])
+    backend.run_blocks(run, views[0].size, 16 * CHUNK, xp)
+    return outs[0] if outputs == 1 else tuple(outs)
 
 
-def _memory_order_views(arrays):
+def memory_order_views(arrays):
     """1-D views of arrays that share one dense layout, in memory order (else None)."""
     ref = arrays[0]
     if any(a.shape != ref.shape or a.strides != ref.strides for a in arrays):

@@ -6,17 +6,23 @@ Each channel has its own kh x kw kernel, so
 
 We loop over the kh*kw taps and multiply-accumulate whole shifted views. The
 work happens in NHWC memory: one tap is then a (block, Ho, Wo, C) view whose
-rows are contiguous, and the weight of a tap is a C-vector broadcast along the
-last axis. (The output goes back as an NCHW-shaped view of NHWC memory,
-"channels-last".)
+rows (Wo x C values) are contiguous. The weight of a tap is a C-vector; we tile
+it to a (Wo, C) row once per call, because NumPy multiplies two arrays whose
+last two axes are both contiguous in one long inner loop, but repeats a short
+C-long loop for a broadcast C-vector (2.4x slower, measured). (The output goes
+back as an NCHW-shaped view of NHWC memory, "channels-last".)
 
 On the CPU the batch is cut into blocks of a few images, small enough that the
 input tile, output tile and one scratch buffer stay in cache for all taps, and
 the blocks are shared among threads (NumPy releases the GIL inside its loops).
-On the GPU, blocks would only add kernel launches: the whole batch is one block.
+On the GPU, blocks would only add kernel launches: the whole batch is one block,
+and for stride 1 the direct CUDA kernels of cuda/depthwise.cu take over (one
+launch for the forward pass, two for the backward pass); this code stays their
+reference.
 """
 
 from .. import backend
+from ..cuda import depthwise as cuda_depthwise
 from ..tensor import Function
 from .im2col import output_size, tap_slices
 
@@ -30,9 +36,16 @@ class DepthwiseConv2d(Function):
         kh, kw = w.shape[2:]
         (ph, pw), (sh, sw) = self.padding, self.stride
         Ho, Wo = output_size(H + 2 * ph, kh, sh), output_size(W + 2 * pw, kw, sw)
+        self.fast = cuda_depthwise.supported(x, w, self.stride, self.padding)
+        if self.fast:                                                    # GPU: cuda/depthwise.py
+            self.x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy if channels-last
+            self.wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()
+            out = cuda_depthwise.conv(self.x_nhwc, self.wt, b, self.padding, (Ho, Wo))
+            return out.transpose(0, 3, 1, 2)
         xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)     # padded input, NHWC
         xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
         wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()              # (kh, kw, C): a C-vector per tap
+        wrow = _tile_rows(xp, wt, Wo)                                     # (kh, kw, Wo, C)
         out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
         block = _block_size(xp, x)
 
@@ -44,18 +57,20 @@ class DepthwiseConv2d(Function):
                     rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
                     tap = xs[:, rows, cols]                               # (block, Ho, Wo, C) view
                     if i == 0 and j == 0:
-                        xp.multiply(tap, wt[0, 0], out=o)
+                        xp.multiply(tap, wrow[0, 0], out=o)
                     else:
-                        xp.multiply(tap, wt[i, j], out=t)
+                        xp.multiply(tap, wrow[i, j], out=t)
                         o += t
         backend.run_blocks(run, N, block, xp)
         if b is not None:
             out += b
-        self.xh, self.wt, self.out_hw, self.block = xh, wt, (Ho, Wo), block
+        self.xh, self.wt, self.wrow, self.out_hw, self.block = xh, wt, wrow, (Ho, Wo), block
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
+        if self.fast:
+            return self._backward_fast(g, xp)
         (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
         N, Hp, Wp, _ = self.xh.shape
@@ -70,9 +85,10 @@ class DepthwiseConv2d(Function):
             for i in range(kh):
                 for j in range(kw):
                     taps = (slice(None),) + tap_slices(i, j, (Ho, Wo), self.stride)
-                    xp.multiply(xs[taps], gs, out=t)                     # dW[tap] = sum of g * input at tap
-                    dwt[i, j] = t.reshape(-1, C).sum(axis=0)
-                    xp.multiply(gs, self.wt[i, j], out=t)                # dX[tap] += g * W[tap]
+                    # dW[tap] = sum over (n, h, w) of g * input at tap; einsum fuses the
+                    # product and the sum, so no (block, Ho, Wo, C) product is written
+                    dwt[i, j] = xp.einsum("nhwc,nhwc->c", xs[taps], gs)
+                    xp.multiply(gs, self.wrow[i, j], out=t)              # dX[tap] += g * W[tap]
                     dxs[taps] += t
             partial_dw[n0] = dwt
         backend.run_blocks(run, N, self.block, xp)
@@ -82,6 +98,21 @@ class DepthwiseConv2d(Function):
         dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
         return dx, dw, gh.reshape(-1, C).sum(axis=0)
+
+    def _backward_fast(self, g, xp):
+        kh, kw, C = self.wt.shape
+        N, H, W, _ = self.x_nhwc.shape
+        gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
+        dx = cuda_depthwise.input_grad(gh, self.wt, self.padding, (H, W))
+        dwt = cuda_depthwise.weight_grad(self.x_nhwc, gh, (kh, kw), self.padding)
+        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
+        return dx.transpose(0, 3, 1, 2), dw, gh.reshape(-1, C).sum(axis=0)
+
+
+def _tile_rows(xp, wt, width):
+    """(kh, kw, C) tap weights -> (kh, kw, width, C): each C-vector repeated along a row."""
+    kh, kw, C = wt.shape
+    return xp.ascontiguousarray(xp.broadcast_to(wt[:, :, None, :], (kh, kw, width, C)))
 
 
 def _block_size(xp, x):

@@ -33,6 +33,15 @@ def normal_cdf(x):
     return 0.5 * (1.0 + backend.erf(x * (1.0 / math.sqrt(2.0))))
 
 
+def normal_cdf_into(out, x):
+    """out[...] = Phi(x): the fast formula for float32 NumPy arrays (or chunks), else the reference."""
+    xp = backend.get_array_module(x)
+    if xp is backend.numpy_module() and x.dtype == xp.float32:
+        _phi_chunk(out, x)
+    else:
+        out[...] = 0.5 * (1.0 + backend.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 def normal_cdf_fast(x):
     """Phi(x) for a float32 NumPy array via the erfc approximation, chunk by chunk."""
     return chunked_map(_phi_chunk, x)

@@ -14,9 +14,16 @@ depends on every input of its channel. With dxhat = dy * weight and M values:
 (The trap: the *sum* of BN's output does not depend on x at all, since xhat sums
 to zero. So checking BN's gradient with an all-ones upstream gradient passes even
 when this formula is wrong. Always check with a random upstream gradient.)
+
+On the GPU, cuda/batchnorm.cu does the same work in fewer passes over memory
+(the batch statistics in one read of x, then the normalisation; backward, the
+gradient sums, then dx) and saves x instead of xhat; the xp code here is their
+reference.
 """
 
 from .. import backend
+from ..cuda import batchnorm as cuda_bn
+from ..cuda import launch
 from ..tensor import Function, Tensor
 
 
@@ -28,19 +35,16 @@ def _channel_shape(x):
 class BatchNorm(Function):
     def forward(self, x, weight=None, bias=None):
         xp = backend.get_array_module(x)
+        self.fast = launch.active(*[a for a in (x, weight, bias) if a is not None])
+        if self.fast:
+            return self._forward_fast(x, weight, bias, xp)
         axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
         cs = _channel_shape(x)
         if self.training:
-            M = x.size // x.shape[1]
             mean = x.mean(axis=axes)
             xc = x - mean.reshape(cs)                 # centred input (N, C, H, W)
             var = (xc * xc).mean(axis=axes)          # biased: divide by M
-            if self.running_mean is not None:        # update in place: they are module buffers
-                m = self.momentum
-                self.running_mean *= 1 - m
-                self.running_mean += m * mean
-                self.running_var *= 1 - m
-                self.running_var += m * var * (M / max(M - 1, 1))
+            self._update_running(mean, var, x.size // x.shape[1])
         else:
             mean, var = self.running_mean, self.running_var
             xc = x - mean.reshape(cs)
@@ -55,8 +59,18 @@ class BatchNorm(Function):
             y += bias.reshape(cs)
         return y
 
+    def _update_running(self, mean, var, M):
+        if self.running_mean is not None:            # update in place: they are module buffers
+            m = self.momentum
+            self.running_mean *= 1 - m
+            self.running_mean += m * mean
+            self.running_var *= 1 - m
+            self.running_var += m * var * (M / max(M - 1, 1))
+
     def backward(self, g):
         xp = backend.get_array_module(g)
+        if self.fast:
+            return self._backward_fast(g, xp)
         axes, cs, xhat = self.axes, self.cs, self.xhat
         dbias = g.sum(axis=axes)                              # (C,)
         g_xhat = g * xhat
@@ -72,6 +86,39 @@ class BatchNorm(Function):
         dx -= xp.multiply(xhat, scale * (dweight.reshape(cs) / M), out=g_xhat)   # reuse the buffer
         dx -= scale * (dbias.reshape(cs) / M)
         return dx, dweight, dbias
+
+    # ----- the GPU path: kernels on the (M, C) rows of channels-last memory (cuda/batchnorm.py)
+    def _forward_fast(self, x, weight, bias, xp):
+        x2 = cuda_bn.as_rows(x)
+        M, C = x2.shape
+        if self.training:                            # E[x] and E[x^2] - E[x]^2 from float64 sums
+            s1, s2 = cuda_bn.channel_sums(x2, x2)
+            mean64 = s1 / M
+            mean, var = mean64.astype(x.dtype), xp.maximum(s2 / M - mean64 * mean64, 0).astype(x.dtype)
+            self._update_running(mean, var, M)
+        else:
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        scale = invstd if weight is None else invstd * weight
+        shift = xp.zeros_like(invstd) if bias is None else bias
+        self.x2, self.mean, self.invstd, self.weight = x2, mean, invstd, weight
+        return cuda_bn.from_rows(cuda_bn.normalize(x2, mean, scale, shift), x.shape)
+
+    def _backward_fast(self, g, xp):
+        x2, mean, invstd = self.x2, self.mean, self.invstd
+        M = x2.shape[0]
+        g2 = cuda_bn.as_rows(g)
+        sum_g, sum_gx = cuda_bn.channel_sums(g2, x2)
+        dbias = sum_g                                            # sum of g
+        dweight = invstd * (sum_gx - mean * sum_g)               # sum of g * xhat
+        scale = invstd if self.weight is None else invstd * self.weight
+        if self.training:      # dx = scale (g - dbias/M - xhat dweight/M), xhat = (x - mean) invstd
+            kx, k0 = scale * invstd * dweight / M, scale * dbias / M
+        else:                  # running statistics are constants: dx = scale g
+            kx, k0 = xp.zeros_like(scale), xp.zeros_like(scale)
+        dt = g.dtype
+        dx2 = cuda_bn.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt))
+        return cuda_bn.from_rows(dx2, g.shape), dweight.astype(dt), dbias.astype(dt)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,

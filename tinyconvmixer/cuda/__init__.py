@@ -1,0 +1,1 @@
+"""GPU kernels written in CUDA C and launched with CuPy; emulate.py runs them on the CPU for tests."""

@@ -1,0 +1,46 @@
+"""The fused AdamW update: every parameter in one launch of adamw.cu (multi-tensor apply).
+
+optim.AdamW.step() calls adamw_step() when launch.active() holds for all its
+arrays; its per-parameter update stays the readable reference that the tests
+compare this with. Here the parameters become three small tables that the
+kernel reads (see adamw.cu): the addresses of each parameter's four arrays,
+its hyper-parameters, and which chunk of which parameter each block updates.
+"""
+
+import numpy as np
+
+from .. import backend
+from . import launch
+
+CHUNK = 2048          # elements per block: 8 per thread at 256 threads
+THREADS = 256
+
+
+def adamw_step(entries, chunk=CHUNK, threads=THREADS):
+    """Update all parameters in place with one kernel launch.
+
+    entries: (p, grad, exp_avg, exp_avg_sq, hyper) per parameter: four
+    C-contiguous arrays of one dtype and size on one device, and hyper the six
+    floats (decay, beta1, beta2, eps, step_size, sqrt_bc2) of adamw.cu.
+    """
+    if not entries:
+        return
+    arrays = [e[:4] for e in entries]
+    xp = backend.get_array_module(arrays[0][0])
+    sizes = np.array([a[0].size for a in arrays], np.int64)
+    ptrs = np.array([[launch.ptr(x) for x in a] for a in arrays], np.int64)
+    hyper = np.array([e[4] for e in entries], np.float64)
+
+    # Chunk b of the launch is chunk j of tensor k: chunk_tensor[b] = k, chunk_start[b] = j * chunk.
+    per_tensor = -(-sizes // chunk)
+    chunk_tensor = np.repeat(np.arange(len(entries), dtype=np.int32), per_tensor)
+    first = np.repeat(np.cumsum(per_tensor) - per_tensor, per_tensor)   # index of each tensor's chunk 0
+    chunk_start = (np.arange(chunk_tensor.size, dtype=np.int64) - first) * chunk
+    if chunk_tensor.size == 0:                # only empty parameters
+        return
+
+    # On the GPU the tables are uploaded; the kernel runs later on the same stream, and CuPy
+    # hands freed memory out again only in stream order, so local references are enough.
+    tables = [xp.asarray(t) for t in (ptrs, sizes, hyper, chunk_tensor, chunk_start)]
+    kernel = launch.module("adamw", arrays[0][0].dtype, CHUNK=chunk).get_function("adamw_multi")
+    kernel((chunk_tensor.size,), (threads,), tuple(tables))

@@ -1,0 +1,106 @@
+"""Compile and launch the .cu kernels of this folder, on the GPU or in the CPU emulator.
+
+Each kernel file is CUDA C written for one element type `T` and a few
+compile-time sizes (kernel size, tile size): `module("depthwise", dtype, KH=5)`
+prepends `typedef float T;` and `#define KH 5` to depthwise.cu and compiles it
+once with CuPy (NVRTC); later calls reuse the compiled module. Constants known
+at compile time let the compiler unroll the loops over taps and keep small
+arrays in registers.
+
+The same wrapper code runs on NumPy arrays inside `with emulated():`, where
+emulate.py compiles the kernel text with g++ instead. That is how the tests
+check every kernel on a machine without a GPU.
+
+`active(*arrays)` decides whether an op takes its fast kernel: the arrays are
+CuPy arrays (or NumPy ones under emulation) of float32 or float64, and the
+kernels are enabled. `set_enabled(False)` (or TINYCONVMIXER_CUDA_KERNELS=0)
+sends every op down its plain xp path, the readable reference that the kernels
+are tested against.
+"""
+
+import contextlib
+import os
+
+from .. import backend
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_enabled = os.environ.get("TINYCONVMIXER_CUDA_KERNELS", "1") != "0"
+_emulating = False
+_modules = {}                      # (file, dtype, defines, emulating) -> compiled module
+C_TYPES = {"float32": "float", "float64": "double"}
+
+
+def set_enabled(flag):
+    """Turn the fast kernels on or off (off: every op takes its plain xp path). Returns the old value."""
+    global _enabled
+    old, _enabled = _enabled, bool(flag)
+    return old
+
+
+@contextlib.contextmanager
+def emulated():
+    """Run the kernels on NumPy arrays through the CPU emulator (for tests)."""
+    global _emulating
+    from . import emulate
+    if not emulate.available():
+        raise RuntimeError("the CUDA emulator needs g++ with C++20 (see cuda/emulate.py)")
+    old, _emulating = _emulating, True
+    try:
+        yield
+    finally:
+        _emulating = old
+
+
+def active(*arrays):
+    """True when the fast kernels should handle these arrays (see the module docstring)."""
+    if not _enabled or not arrays:
+        return False
+    xp = backend.get_array_module(*arrays)
+    on_gpu = xp is not backend.numpy_module()
+    if not (on_gpu or _emulating):
+        return False
+    dtype = arrays[0].dtype
+    return dtype.name in C_TYPES and all(a.dtype == dtype for a in arrays)
+
+
+def module(name, dtype, **defines):
+    """The compiled module of `name`.cu for element type dtype with #define'd constants."""
+    key = (name, dtype.name, tuple(sorted(defines.items())), _emulating)
+    if key not in _modules:
+        with open(os.path.join(_HERE, name + ".cu")) as f:
+            body = f.read()
+        head = [f"typedef {C_TYPES[dtype.name]} T;"] + [f"#define {k} {v}" for k, v in sorted(defines.items())]
+        code = "\n".join(head) + "\n" + body
+        if _emulating:
+            from . import emulate
+            _modules[key] = emulate.RawModule(code=code)
+        else:
+            _modules[key] = backend.xp_for("gpu").RawModule(code=code, options=("-std=c++14",))
+    return _modules[key]
+
+
+def ptr(array):
+    """The address of an array's first element, as the kernels see it."""
+    if backend.get_array_module(array) is backend.numpy_module():
+        return array.ctypes.data
+    return array.data.ptr
+
+
+def i32(n):
+    """A C `int` kernel argument (CuPy and the emulator both take NumPy scalars)."""
+    return backend.numpy_module().int32(n)
+
+
+def i64(n):
+    """A C `long long` kernel argument."""
+    return backend.numpy_module().int64(n)
+
+
+def scalar(value, dtype):
+    """A kernel argument of type T (float or double)."""
+    return backend.numpy_module().dtype(dtype).type(value)
+
+
+def blocks(n, per_block):
+    """Number of blocks of per_block items that cover n items."""
+    return max(1, -(-n // per_block))
