@@ -158,7 +158,8 @@ class Tensor:
             fn = node._fn
             if fn is None:                    # a leaf: store the gradient for the user
                 if g.base is not None or id(g) in stored:   # a view, or shared with another leaf
-                    g = g.copy()                            # (x + y hands both the same g): own it
+                    g = g.copy(order="K")                   # (x + y hands both the same g): own it,
+                                                            # in its own memory layout (a fast copy)
                 stored.add(id(g))
                 node.grad = g if node.grad is None else node.grad + g
                 continue

@@ -3,7 +3,8 @@
 The kernels see an (M, C) array: the N*H*W pixels of a channels-last
 (N, C, H, W) tensor as rows, or an (N, C) input as it is. functional/
 normalization.py calls these when `launch.active(...)` holds and keeps its
-xp code as the reference.
+xp code as the reference; functional/rowwise.py has the same four functions
+(mean_var, normalize, grad_sums, backward) for the CPU.
 """
 
 from .. import backend
@@ -12,22 +13,6 @@ from . import launch
 RY = 8                    # rows per block of the channel_sums kernel (blockDim.y)
 PARTIAL_ROWS = 128        # block rows of channel_sums: partial sums the caller adds up
 THREADS, MAX_BLOCKS = 256, 4096
-
-
-def as_rows(x):
-    """(N, C, H, W) or (N, C) -> a C-contiguous (M, C) array (no copy if x is channels-last)."""
-    xp = backend.get_array_module(x)
-    if x.ndim == 2:
-        return xp.ascontiguousarray(x)
-    return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
-
-
-def from_rows(rows, shape):
-    """Inverse of as_rows: (M, C) -> shape, an NCHW-shaped view of NHWC memory."""
-    if len(shape) == 2:
-        return rows
-    N, C, H, W = shape
-    return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
 
 
 def _module(dtype):
@@ -44,6 +29,20 @@ def channel_sums(a, b):
         (launch.blocks(C, 32), rows), (32, RY), (a, b, partial, launch.i64(M), launch.i32(C)))
     sums = partial.sum(axis=0)
     return sums[0], sums[1]
+
+
+def mean_var(x):
+    """Per-column mean and biased variance of (M, C) x: E[x] and E[x^2] - E[x]^2 from one
+    read of x. The sums are float64, so the difference does not cancel away float32 digits."""
+    xp = backend.get_array_module(x)
+    s1, s2 = channel_sums(x, x)
+    mean = s1 / x.shape[0]
+    return mean.astype(x.dtype), xp.maximum(s2 / x.shape[0] - mean * mean, 0).astype(x.dtype)
+
+
+def grad_sums(g, x):
+    """Per column: sum of g and sum of g * x (float64)."""
+    return channel_sums(g, x)
 
 
 def _elementwise(name, out, *arrays):

@@ -75,7 +75,7 @@ def module(name, dtype, **defines):
             from . import emulate
             _modules[key] = emulate.RawModule(code=code)
         else:
-            _modules[key] = backend.xp_for("gpu").RawModule(code=code, options=("-std=c++14",))
+            _modules[key] = backend.xp_for("gpu").RawModule(code=code)
     return _modules[key]
 
 

@@ -15,16 +15,19 @@ depends on every input of its channel. With dxhat = dy * weight and M values:
 to zero. So checking BN's gradient with an all-ones upstream gradient passes even
 when this formula is wrong. Always check with a random upstream gradient.)
 
-On the GPU, cuda/batchnorm.cu does the same work in fewer passes over memory
-(the batch statistics in one read of x, then the normalisation; backward, the
-gradient sums, then dx) and saves x instead of xhat; the xp code here is their
-reference.
+A batch that is (M, C) rows in memory (channels-last, as ConvMixer's layers
+produce, or (N, C)) takes the "rows path" instead: the same math in a few passes
+over memory (the statistics; then y = x * scale + shift; backward, two sums per
+channel and then dx = kg g - kx (x - mean) - k0), saving x instead of xhat. On
+the GPU these passes are the kernels of cuda/batchnorm.cu, on the CPU blocks of
+rows that stay in the cache (rowwise.py). The plain code is their reference.
 """
 
 from .. import backend
 from ..cuda import batchnorm as cuda_bn
 from ..cuda import launch
 from ..tensor import Function, Tensor
+from . import rowwise
 
 
 def _channel_shape(x):
@@ -35,9 +38,9 @@ def _channel_shape(x):
 class BatchNorm(Function):
     def forward(self, x, weight=None, bias=None):
         xp = backend.get_array_module(x)
-        self.fast = launch.active(*[a for a in (x, weight, bias) if a is not None])
-        if self.fast:
-            return self._forward_fast(x, weight, bias, xp)
+        self.impl = _rows_impl(x, weight, bias)
+        if self.impl is not None:
+            return self._forward_rows(x, weight, bias, self.impl, xp)
         axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
         cs = _channel_shape(x)
         if self.training:
@@ -69,8 +72,8 @@ class BatchNorm(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        if self.fast:
-            return self._backward_fast(g, xp)
+        if self.impl is not None:
+            return self._backward_rows(g, self.impl, xp)
         axes, cs, xhat = self.axes, self.cs, self.xhat
         dbias = g.sum(axis=axes)                              # (C,)
         g_xhat = g * xhat
@@ -87,14 +90,13 @@ class BatchNorm(Function):
         dx -= scale * (dbias.reshape(cs) / M)
         return dx, dweight, dbias
 
-    # ----- the GPU path: kernels on the (M, C) rows of channels-last memory (cuda/batchnorm.py)
-    def _forward_fast(self, x, weight, bias, xp):
-        x2 = cuda_bn.as_rows(x)
-        M, C = x2.shape
-        if self.training:                            # E[x] and E[x^2] - E[x]^2 from float64 sums
-            s1, s2 = cuda_bn.channel_sums(x2, x2)
-            mean64 = s1 / M
-            mean, var = mean64.astype(x.dtype), xp.maximum(s2 / M - mean64 * mean64, 0).astype(x.dtype)
+    # ----- the rows path: (M, C) rows of channels-last memory, in a few passes -----------------
+    # impl is cuda/batchnorm.py (kernels) on the GPU, rowwise.py (blocks of rows) on the CPU.
+    def _forward_rows(self, x, weight, bias, impl, xp):
+        x2 = rowwise.as_rows(x)
+        M = x2.shape[0]
+        if self.training:
+            mean, var = impl.mean_var(x2)
             self._update_running(mean, var, M)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
@@ -102,13 +104,13 @@ class BatchNorm(Function):
         scale = invstd if weight is None else invstd * weight
         shift = xp.zeros_like(invstd) if bias is None else bias
         self.x2, self.mean, self.invstd, self.weight = x2, mean, invstd, weight
-        return cuda_bn.from_rows(cuda_bn.normalize(x2, mean, scale, shift), x.shape)
+        return rowwise.from_rows(impl.normalize(x2, mean, scale, shift), x.shape)
 
-    def _backward_fast(self, g, xp):
+    def _backward_rows(self, g, impl, xp):
         x2, mean, invstd = self.x2, self.mean, self.invstd
         M = x2.shape[0]
-        g2 = cuda_bn.as_rows(g)
-        sum_g, sum_gx = cuda_bn.channel_sums(g2, x2)
+        g2 = rowwise.as_rows(g)
+        sum_g, sum_gx = impl.grad_sums(g2, x2)
         dbias = sum_g                                            # sum of g
         dweight = invstd * (sum_gx - mean * sum_g)               # sum of g * xhat
         scale = invstd if self.weight is None else invstd * self.weight
@@ -117,8 +119,18 @@ class BatchNorm(Function):
         else:                  # running statistics are constants: dx = scale g
             kx, k0 = xp.zeros_like(scale), xp.zeros_like(scale)
         dt = g.dtype
-        dx2 = cuda_bn.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt))
-        return cuda_bn.from_rows(dx2, g.shape), dweight.astype(dt), dbias.astype(dt)
+        dx2 = impl.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt))
+        return rowwise.from_rows(dx2, g.shape), dweight.astype(dt), dbias.astype(dt)
+
+
+def _rows_impl(x, weight, bias):
+    """cuda/batchnorm.py when the GPU kernels are active; rowwise.py for a CPU batch that is
+    already rows in memory (channels-last, or (N, C)); None: the plain path."""
+    if launch.active(*[a for a in (x, weight, bias) if a is not None]):
+        return cuda_bn
+    if backend.get_array_module(x) is backend.numpy_module() and rowwise.is_rows(x):
+        return rowwise
+    return None
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,

@@ -1,0 +1,82 @@
+"""BatchNorm's rows path on the CPU (functional/rowwise.py) against the plain path.
+
+A channels-last batch (or an (N, C) C-order one) takes the rows path; the same
+values in C order (or Fortran order for (N, C)) take the plain path, so the two
+are compared on identical numbers.
+"""
+
+import numpy as np
+import pytest
+
+import tinyconvmixer.functional as F
+from tinyconvmixer import Tensor
+from tinyconvmixer.functional import rowwise
+from tinyconvmixer.functional.normalization import BatchNorm
+from tinyconvmixer.gradcheck import gradcheck
+
+
+def rows_and_plain_layouts(x):
+    if x.ndim == 2:
+        return np.ascontiguousarray(x), np.asfortranarray(x)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), np.ascontiguousarray(x)
+
+
+def run_bn(x, w, b, training, upstream):
+    C = x.shape[1]
+    rm, rv = np.linspace(-1, 1, C).astype(x.dtype), np.linspace(0.5, 2, C).astype(x.dtype)
+    X = Tensor(x, requires_grad=True)
+    params = [Tensor(a, requires_grad=True) if a is not None else None for a in (w, b)]
+    y = F.batch_norm(X, rm, rv, *params, training=training)
+    y.backward(Tensor(upstream))
+    grads = [p.grad for p in params if p is not None]
+    return [y.data, X.grad, *grads, rm, rv]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (2, 300, 9, 9), (7, 33)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_rows_path_matches_the_plain_path(dtype, shape, training, affine, rng, monkeypatch):
+    monkeypatch.setattr(rowwise, "CHUNK", 1000)       # many blocks of rows, shared among threads
+    x = (2 * rng.standard_normal(shape) + 1).astype(dtype)
+    C = shape[1]
+    w, b = (rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)) if affine else (None, None)
+    g = rng.standard_normal(shape).astype(dtype)
+    seen = []
+    real = rowwise.mean_var if training else rowwise.normalize
+    monkeypatch.setattr(rowwise, real.__name__, lambda *a: seen.append(1) or real(*a))
+    x_rows, x_plain = rows_and_plain_layouts(x)
+    rows = run_bn(x_rows, w, b, training, g)
+    assert seen, "the channels-last batch did not take the rows path"
+    seen.clear()
+    plain = run_bn(x_plain, w, b, training, g)
+    assert not seen, "the C-order batch did not take the plain path"
+    rtol, atol = (1e-5, 1e-5) if dtype == np.float32 else (1e-12, 1e-12)
+    for a, r in zip(rows, plain):
+        np.testing.assert_allclose(a, r, rtol=rtol, atol=atol)
+    if len(shape) == 4:
+        assert rows[0].transpose(0, 2, 3, 1).flags.c_contiguous     # the output stays channels-last
+
+
+def test_rows_path_gradcheck(rng):
+    x = rng.standard_normal((2, 4, 3, 5))
+    x = Tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), requires_grad=True)
+    w, b = Tensor(rng.standard_normal(4), requires_grad=True), Tensor(rng.standard_normal(4), requires_grad=True)
+    assert rowwise.is_rows(x.data)
+    result = gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [x, w, b])
+    assert result.passed, result.inputs
+
+
+def test_variance_of_a_large_offset_in_float32(rng):
+    x = (1000 + 0.01 * rng.standard_normal((4096, 3))).astype(np.float32)
+    mean, var = rowwise.mean_var(x)
+    np.testing.assert_allclose(var, x.astype(np.float64).var(axis=0), rtol=1e-3)
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0), rtol=1e-6)
+
+
+def test_batchnorm_function_keeps_no_xhat_on_the_rows_path(rng):
+    x = np.ascontiguousarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32).transpose(0, 2, 3, 1))
+    f = BatchNorm()
+    f.training, f.running_mean, f.running_var, f.momentum, f.eps = True, None, None, 0.1, 1e-5
+    f.forward(x.transpose(0, 3, 1, 2))
+    assert f.impl is rowwise and np.shares_memory(f.x2, x)   # saves the input itself, no copy

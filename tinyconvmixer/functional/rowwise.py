@@ -1,0 +1,106 @@
+"""BatchNorm's per-channel work on (M, C) rows, on the CPU, in cache-sized blocks.
+
+A channels-last (N, C, H, W) batch is, in memory, M = N*H*W rows of C channels
+(an (N, C) batch already is). Per-channel work then means: sums down the
+columns, and rows scaled by C-vectors. The plain code in normalization.py makes
+about seven passes over the whole batch with batch-sized temporaries; here each
+block of rows (about 256 KB) goes through all its steps while it is in the
+cache, and the blocks are shared among threads (backend.run_blocks). Partial
+column sums are added in block order, so results do not depend on the threads.
+
+The same four functions exist for the GPU in cuda/batchnorm.py, with kernels.
+"""
+
+from .. import backend
+
+CHUNK = 65536                            # elements per block of rows: 256 KB of float32
+
+
+def _row_blocks(fn, M, C):
+    """[fn(r0, r1) for consecutive blocks of rows], computed by the CPU threads, in block order."""
+    rows = max(1, CHUNK // C)
+    results = {}
+
+    def run(b0, b1):
+        for r0 in range(b0, b1, rows):
+            results[r0] = fn(r0, min(r0 + rows, b1))
+    backend.run_blocks(run, M, 16 * rows, backend.numpy_module())
+    return [results[r0] for r0 in sorted(results)]
+
+
+def _add(parts):
+    total = parts[0].copy()
+    for p in parts[1:]:
+        total += p
+    return total
+
+
+def is_rows(x):
+    """Is x already (M, C) rows in memory: an (N, C) C-order array or a channels-last batch?"""
+    if x.ndim == 2:
+        return x.flags.c_contiguous
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def as_rows(x):
+    """(N, C, H, W) or (N, C) -> a C-contiguous (M, C) array (no copy if is_rows(x))."""
+    xp = backend.get_array_module(x)
+    if x.ndim == 2:
+        return xp.ascontiguousarray(x)
+    return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+
+
+def from_rows(rows, shape):
+    """Inverse of as_rows: (M, C) -> shape, an NCHW-shaped view of NHWC memory."""
+    if len(shape) == 2:
+        return rows
+    N, C, H, W = shape
+    return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+
+def mean_var(x):
+    """Per-column mean and biased variance of (M, C) x: the mean first, then sum (x - mean)^2."""
+    M, C = x.shape
+    mean = _add(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
+
+    def centred_squares(r0, r1):
+        d = x[r0:r1] - mean
+        d *= d
+        return d.sum(axis=0)
+    return mean, _add(_row_blocks(centred_squares, M, C)) / M
+
+
+def normalize(x, mean, scale, shift):
+    """y = (x - mean) * scale + shift = x * scale + (shift - mean * scale), per column."""
+    xp = backend.get_array_module(x)
+    y = xp.empty_like(x)
+    offset = shift - mean * scale
+
+    def run(r0, r1):
+        xp.multiply(x[r0:r1], scale, out=y[r0:r1])
+        y[r0:r1] += offset
+    _row_blocks(run, *x.shape)
+    return y
+
+
+def grad_sums(g, x):
+    """Per column: sum of g and sum of g * x."""
+    xp = backend.get_array_module(g)
+    parts = _row_blocks(lambda r0, r1: (g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], x[r0:r1])),
+                        *g.shape)
+    return _add([p[0] for p in parts]), _add([p[1] for p in parts])
+
+
+def backward(g, x, mean, kg, kx, k0):
+    """dx = kg * g - kx * (x - mean) - k0 = kg * g - kx * x + (kx * mean - k0), per column."""
+    xp = backend.get_array_module(g)
+    dx = xp.empty_like(g)
+    offset = kx * mean - k0
+
+    def run(r0, r1):
+        out = dx[r0:r1]
+        xp.multiply(g[r0:r1], kg, out=out)
+        out -= x[r0:r1] * kx
+        out += offset
+    _row_blocks(run, *g.shape)
+    return dx
