@@ -70,3 +70,13 @@ def test_gelu_output_and_slope_match_the_plain_formulas(rng, approximate, layout
     assert y.dtype == f.slope.dtype == np.float32 and y.strides == x.strides
     g = rng.standard_normal(x.shape).astype(np.float32)
     np.testing.assert_array_equal(f.backward(g), g * f.slope)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_under_no_grad_gives_the_same_values(rng, dtype):
+    import tinyconvmixer.functional as F
+    from tinyconvmixer import Tensor, no_grad
+    x = (3 * rng.standard_normal((3, 70_000))).astype(dtype)
+    with no_grad():
+        y = F.gelu(Tensor(x, requires_grad=True))
+    np.testing.assert_array_equal(y.data, F.gelu(Tensor(x, requires_grad=True)).data)

@@ -18,14 +18,14 @@ from tinyconvmixer.gradcheck import gradcheck
 
 @pytest.fixture(params=["emulated", "gpu"])
 def where(request, monkeypatch):
-    """Yields the array module; records which kernel files the code under test compiled."""
+    """Yields the array module; records which kernel files the code under test launched."""
     compiled = []
-    real_module = launch.module
+    real_kernel = launch.kernel
 
-    def spy(name, dtype, **defines):
+    def spy(name, function, dtype, **defines):
         compiled.append(name)
-        return real_module(name, dtype, **defines)
-    monkeypatch.setattr(launch, "module", spy)
+        return real_kernel(name, function, dtype, **defines)
+    monkeypatch.setattr(launch, "kernel", spy)
     if request.param == "gpu":
         if not backend.gpu_available():
             pytest.skip("no CuPy GPU on this machine")
@@ -54,8 +54,10 @@ def assert_close(fast, plain, dtype):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
-def channels_last(a):
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+def channels_last(xp, a):
+    """a's values on xp's device, NCHW-shaped with NHWC memory (made there: cupy.asarray
+    of a NumPy array would give a C-order copy)."""
+    return xp.ascontiguousarray(xp.asarray(a).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -68,11 +70,12 @@ def channels_last(a):
 def test_depthwise_conv(where, dtype, shape, k, padding, rng):
     xp, compiled = where
     C = shape[1]
-    x = channels_last(rng.standard_normal(shape).astype(dtype))
+    x = rng.standard_normal(shape).astype(dtype)
     w, b = rng.standard_normal((C, 1, k, k)).astype(dtype), rng.standard_normal(C).astype(dtype)
 
     def run():
-        X, W, B = (Tensor(xp.asarray(a), requires_grad=True) for a in (x, w, b))
+        X = Tensor(channels_last(xp, x), requires_grad=True)
+        W, B = (Tensor(xp.asarray(a), requires_grad=True) for a in (w, b))
         y = F.conv2d(X, W, B, padding=padding, groups=C)
         y.backward(Tensor(xp.asarray(np.random.default_rng(1).standard_normal(y.shape).astype(dtype))))
         return y.data, X.grad, W.grad, B.grad
@@ -94,10 +97,11 @@ def test_depthwise_falls_back_where_the_kernel_does_not_apply(where, rng):
 def test_gelu(where, dtype, layout, rng):
     xp, compiled = where
     x = (3 * rng.standard_normal((2, 6, 5, 7))).astype(dtype)
-    x = {"C order": x, "channels-last": channels_last(x), "strided": x[:, ::2]}[layout]
 
     def run():
-        X = Tensor(xp.asarray(x), requires_grad=True)
+        on_device = {"C order": lambda: xp.asarray(x), "channels-last": lambda: channels_last(xp, x),
+                     "strided": lambda: xp.asarray(x)[:, ::2]}[layout]()
+        X = Tensor(on_device, requires_grad=True)
         y = F.gelu(X)
         y.backward(Tensor(xp.asarray(np.random.default_rng(1).standard_normal(y.shape).astype(dtype))))
         return y.data, X.grad
@@ -114,19 +118,40 @@ def test_batch_norm(where, dtype, shape, layout, training, rng):
     xp, compiled = where
     C = shape[1]
     x = (2 * rng.standard_normal(shape) + 1).astype(dtype)
-    x = channels_last(x) if layout == "channels-last" else x
     w, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
 
     def run():
         rm = xp.asarray(np.linspace(-1, 1, C).astype(dtype))
         rv = xp.asarray(np.linspace(0.5, 2, C).astype(dtype))
-        X, W, B = (Tensor(xp.asarray(a), requires_grad=True) for a in (x, w, b))
+        X = Tensor(channels_last(xp, x) if layout == "channels-last" else xp.asarray(x), requires_grad=True)
+        W, B = (Tensor(xp.asarray(a), requires_grad=True) for a in (w, b))
         y = F.batch_norm(X, rm, rv, W, B, training=training)
         y.backward(Tensor(xp.asarray(np.random.default_rng(1).standard_normal(y.shape).astype(dtype))))
         return y.data, X.grad, W.grad, B.grad, rm, rv
     fast, plain = fast_and_plain(run)
     assert "batchnorm" in compiled
     assert_close(fast, plain, dtype)
+
+
+def test_a_convmixer_block_keeps_channels_last(where, rng):
+    """Every op of a block hands the next a channels-last array, on the device too."""
+    xp, _ = where
+    x = Tensor(channels_last(xp, rng.standard_normal((2, 8, 6, 6)).astype(np.float32)))
+    w, pw = (Tensor(xp.asarray(rng.standard_normal(s).astype(np.float32))) for s in ((8, 1, 3, 3), (8, 8, 1, 1)))
+    h = F.batch_norm(F.gelu(F.conv2d(x, w, padding="same", groups=8)), None, None, training=True) + x
+    out = F.batch_norm(F.gelu(F.conv2d(h, pw)), None, None, training=True)
+    for t in (h, out):
+        assert t.data.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_empty_batch_and_odd_ranks_take_the_plain_path(where, rng):
+    xp, compiled = where
+    x = Tensor(xp.zeros((0, 4, 5, 5), np.float32), requires_grad=True)
+    w = Tensor(xp.asarray(rng.standard_normal((4, 1, 3, 3)).astype(np.float32)), requires_grad=True)
+    assert F.conv2d(x, w, padding=1, groups=4).shape == (0, 4, 5, 5)
+    y3 = F.batch_norm(Tensor(xp.asarray(rng.standard_normal((3, 4, 5)).astype(np.float32))),
+                      None, None, training=True)                              # (N, C, L): 3-D
+    assert y3.shape == (3, 4, 5) and "depthwise" not in compiled
 
 
 def test_batch_norm_statistics_of_a_large_offset(where, rng):
@@ -170,3 +195,14 @@ def test_kernel_files_compile_with_nvcc(name, defines):
         body = f.read()
     head = "typedef float T;\n" + "".join(f"#define {k} {v}\n" for k, v in defines.items())
     emulate.nvcc_check(head + body)
+
+
+def test_gelu_without_grad_skips_the_slope(where, rng):
+    from tinyconvmixer import no_grad
+    xp, compiled = where
+    x = xp.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    with_grad = F.gelu(Tensor(x, requires_grad=True))
+    with no_grad():
+        without = F.gelu(Tensor(x, requires_grad=True))
+    np.testing.assert_array_equal(backend.to_numpy(without.data), backend.to_numpy(with_grad.data))
+    assert with_grad._fn.slope is not None and without._fn is None and "gelu" in compiled

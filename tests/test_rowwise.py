@@ -80,3 +80,14 @@ def test_batchnorm_function_keeps_no_xhat_on_the_rows_path(rng):
     f.training, f.running_mean, f.running_var, f.momentum, f.eps = True, None, None, 0.1, 1e-5
     f.forward(x.transpose(0, 3, 1, 2))
     assert f.impl is rowwise and np.shares_memory(f.x2, x)   # saves the input itself, no copy
+
+
+def test_output_of_a_large_offset_keeps_its_digits(rng):
+    """y = (x - mean) * scale + shift: subtracting first keeps the float32 digits that
+    x * scale + (shift - mean * scale) would cancel away (an error of ~0.03 here)."""
+    x = (1000 + 0.01 * rng.standard_normal((8, 4, 8, 8))).astype(np.float32)
+    x_rows, _ = rows_and_plain_layouts(x)
+    y = F.batch_norm(Tensor(x_rows), None, None, training=True).data
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert np.abs(y - ref).max() < 5e-3

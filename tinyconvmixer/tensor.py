@@ -56,9 +56,10 @@ class Function:
         fn = cls(**settings)
         tensors = [as_tensor(x, like=inputs) for x in inputs]
         xp = backend.get_array_module(*[t.data for t in tensors])
-        out = Tensor(xp.asarray(fn.forward(*[t.data for t in tensors])))   # 0-d results stay arrays
         fn.needs_grad = [t.requires_grad for t in tensors]
-        if _grad_enabled and any(fn.needs_grad):
+        fn.recording = _grad_enabled and any(fn.needs_grad)     # forward may skip what backward needs
+        out = Tensor(xp.asarray(fn.forward(*[t.data for t in tensors])))   # 0-d results stay arrays
+        if fn.recording:
             fn.inputs = tensors
             out.requires_grad = True
             out._fn = fn

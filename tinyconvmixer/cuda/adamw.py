@@ -42,5 +42,5 @@ def adamw_step(entries, chunk=CHUNK, threads=THREADS):
     # On the GPU the tables are uploaded; the kernel runs later on the same stream, and CuPy
     # hands freed memory out again only in stream order, so local references are enough.
     tables = [xp.asarray(t) for t in (ptrs, sizes, hyper, chunk_tensor, chunk_start)]
-    kernel = launch.module("adamw", arrays[0][0].dtype, CHUNK=chunk).get_function("adamw_multi")
+    kernel = launch.kernel("adamw", "adamw_multi", arrays[0][0].dtype, CHUNK=chunk)
     kernel((chunk_tensor.size,), (threads,), tuple(tables))

@@ -15,8 +15,8 @@ PARTIAL_ROWS = 128        # block rows of channel_sums: partial sums the caller 
 THREADS, MAX_BLOCKS = 256, 4096
 
 
-def _module(dtype):
-    return launch.module("batchnorm", dtype, RY=RY)
+def _kernel(function, dtype):
+    return launch.kernel("batchnorm", function, dtype, RY=RY)
 
 
 def channel_sums(a, b):
@@ -25,7 +25,7 @@ def channel_sums(a, b):
     M, C = a.shape
     rows = min(PARTIAL_ROWS, launch.blocks(M, RY))
     partial = xp.empty((rows, 2, C), dtype=xp.float64)
-    _module(a.dtype).get_function("channel_sums")(
+    _kernel("channel_sums", a.dtype)(
         (launch.blocks(C, 32), rows), (32, RY), (a, b, partial, launch.i64(M), launch.i32(C)))
     sums = partial.sum(axis=0)
     return sums[0], sums[1]
@@ -48,7 +48,7 @@ def grad_sums(g, x):
 def _elementwise(name, out, *arrays):
     n, C = out.shape
     grid = (min(MAX_BLOCKS, launch.blocks(n * C, THREADS)),)
-    _module(out.dtype).get_function(name)(grid, (THREADS,), (*arrays, out, launch.i64(n * C), launch.i32(C)))
+    _kernel(name, out.dtype)(grid, (THREADS,), (*arrays, out, launch.i64(n * C), launch.i32(C)))
     return out
 
 

@@ -17,17 +17,23 @@ def _channels_per_block(dtype):
     return 32 if dtype.itemsize == 4 else 16       # float: 32 x 8 = 256 threads; double: 128
 
 
-def _module(dtype, kh, kw):
-    return launch.module("depthwise", dtype, KH=kh, KW=kw, TH=TILE, TW=TILE,
+def _kernel(function, dtype, kh, kw):
+    return launch.kernel("depthwise", function, dtype, KH=kh, KW=kw, TH=TILE, TW=TILE,
                          CT=_channels_per_block(dtype))
 
 
-def supported(x, w, stride, padding):
-    """Can the kernels do this convolution? (Else the caller takes the plain path.)"""
+def supported(x, w, b, stride, padding):
+    """Can the kernels do this convolution? (Else the caller takes the plain path.)
+
+    CuPy launches a grid with a zero dimension as if it were 1, so an empty batch must
+    not get here; grid.y and grid.z may not exceed 65535 (tiles of an image, images)."""
     kh, kw = w.shape[2:]
+    N, _, H, W = x.shape
     ct, item = _channels_per_block(x.dtype), x.dtype.itemsize
     shared = ((TILE + kh - 1) * (TILE + kw - 1) + TILE * TILE + TILE) * ct * item   # the wgrad kernel's
-    return (launch.active(x, w) and tuple(stride) == (1, 1) and x.shape[0] <= 65535
+    tiles = launch.blocks(H + 2 * padding[0] - kh + 1, TILE) * launch.blocks(W + 2 * padding[1] - kw + 1, TILE)
+    return (launch.active(*[a for a in (x, w, b) if a is not None]) and tuple(stride) == (1, 1)
+            and 0 < N <= 65535 and x.size > 0 and tiles <= 65535
             and padding[0] <= kh - 1 and padding[1] <= kw - 1 and shared <= SHARED_LIMIT)
 
 
@@ -40,7 +46,7 @@ def conv(x, w_taps, bias, padding, out_hw):
     ct = _channels_per_block(x.dtype)
     tiles_h, tiles_w = launch.blocks(Ho, TILE), launch.blocks(Wo, TILE)
     out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
-    kernel = _module(x.dtype, kh, kw).get_function("dw_conv_nhwc")
+    kernel = _kernel("dw_conv_nhwc", x.dtype, kh, kw)
     i32 = launch.i32
     kernel((launch.blocks(C, ct), tiles_h * tiles_w, N), (ct, TILE),
            (x, w_taps, w_taps if bias is None else bias, out, i32(H), i32(W), i32(C),
@@ -66,7 +72,7 @@ def weight_grad(x, g, kernel_hw, padding):
     tiles_h, tiles_w = launch.blocks(Ho, TILE), launch.blocks(Wo, TILE)
     rows = min(PARTIAL_ROWS, N * tiles_h * tiles_w)
     partial = xp.empty((rows, kh, kw, C), dtype=x.dtype)
-    kernel = _module(x.dtype, kh, kw).get_function("dw_wgrad_nhwc")
+    kernel = _kernel("dw_wgrad_nhwc", x.dtype, kh, kw)
     i32 = launch.i32
     kernel((launch.blocks(C, ct), rows), (ct, TILE),
            (x, g, partial, i32(N), i32(H), i32(W), i32(C), i32(Ho), i32(Wo),

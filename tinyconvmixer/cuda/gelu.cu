@@ -9,13 +9,15 @@ __device__ __forceinline__ float exp_(float x) { return expf(x); }
 __device__ __forceinline__ double exp_(double x) { return exp(x); }
 
 // grid-stride loop: any grid size covers all n elements.
-extern "C" __global__ void gelu_forward(const T* __restrict__ x, T* __restrict__ y,
-                                        T* __restrict__ slope, long long n)
+// want_slope = 0 (no backward pass will follow, e.g. under no_grad): y only.
+extern "C" __global__ void gelu_forward(const T* __restrict__ x, T* y, T* slope,
+                                        long long n, int want_slope)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         const T v = x[i], cdf = normal_cdf(v);
         y[i] = v * cdf;
-        slope[i] = cdf + v * exp_(T(-0.5) * v * v) * T(0.39894228040143267794);   // 1/sqrt(2 pi)
+        if (want_slope)
+            slope[i] = cdf + v * exp_(T(-0.5) * v * v) * T(0.39894228040143267794);   // 1/sqrt(2 pi)
     }
 }

@@ -11,17 +11,21 @@ from . import launch
 THREADS, MAX_BLOCKS = 256, 4096
 
 
-def forward(x):
-    """(y, slope): GELU(x) and dGELU/dx, both with x's memory layout."""
+def forward(x, want_slope=True):
+    """(y, slope): GELU(x) and dGELU/dx (None unless want_slope), in x's memory layout
+    where x is dense (any axis order), else in C order."""
     xp = backend.get_array_module(x)
-    y, slope = xp.empty_like(x), xp.empty_like(x)
-    views = memory_order_views([y, slope, x])
-    if views is None:                              # gaps or odd strides: work on a C-order copy
-        x = xp.ascontiguousarray(x)
-        y, slope = xp.empty_like(x), xp.empty_like(x)
-        views = [a.reshape(-1) for a in (y, slope, x)]
+    for attempt in ("as is", "C order"):
+        if attempt == "C order":                   # gaps or odd strides: work on a C-order copy
+            x = xp.ascontiguousarray(x)
+        y = xp.empty_like(x)
+        slope = xp.empty_like(x) if want_slope else y      # y stands in; the kernel will not write it
+        views = memory_order_views([y, slope, x])
+        if views is not None:
+            break
     fy, fslope, fx = views
     n = fx.size
-    kernel = launch.module("gelu", x.dtype).get_function("gelu_forward")
-    kernel((min(MAX_BLOCKS, launch.blocks(n, THREADS)),), (THREADS,), (fx, fy, fslope, launch.i64(n)))
-    return y, slope
+    kernel = launch.kernel("gelu", "gelu_forward", x.dtype)
+    kernel((min(MAX_BLOCKS, launch.blocks(n, THREADS)),), (THREADS,),
+           (fx, fy, fslope, launch.i64(n), launch.i32(want_slope)))
+    return y, (slope if want_slope else None)

@@ -3,7 +3,8 @@
 Each kernel file is CUDA C written for one element type `T` and a few
 compile-time sizes (kernel size, tile size): `module("depthwise", dtype, KH=5)`
 prepends `typedef float T;` and `#define KH 5` to depthwise.cu and compiles it
-once with CuPy (NVRTC); later calls reuse the compiled module. Constants known
+once with CuPy (NVRTC); later calls reuse the compiled module, and
+`kernel("depthwise", "dw_conv_nhwc", dtype, KH=5)` one of its functions. Constants known
 at compile time let the compiler unroll the loops over taps and keep small
 arrays in registers.
 
@@ -27,6 +28,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _enabled = os.environ.get("TINYCONVMIXER_CUDA_KERNELS", "1") != "0"
 _emulating = False
 _modules = {}                      # (file, dtype, defines, emulating) -> compiled module
+_kernels = {}                      # (file, function, dtype, defines, emulating) -> kernel
 C_TYPES = {"float32": "float", "float64": "double"}
 
 
@@ -77,6 +79,14 @@ def module(name, dtype, **defines):
         else:
             _modules[key] = backend.xp_for("gpu").RawModule(code=code)
     return _modules[key]
+
+
+def kernel(name, function, dtype, **defines):
+    """The kernel `function` of `name`.cu (compiled as module() does), looked up once and kept."""
+    key = (name, function, dtype.name, tuple(sorted(defines.items())), _emulating)
+    if key not in _kernels:
+        _kernels[key] = module(name, dtype, **defines).get_function(function)
+    return _kernels[key]
 
 
 def ptr(array):

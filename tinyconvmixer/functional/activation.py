@@ -28,11 +28,14 @@ _C = 0.044715
 
 class GELU(Function):
     def forward(self, x):
+        want_slope = getattr(self, "recording", True)               # not under no_grad()
         if self.approximate == "none" and launch.active(x):        # GPU: one kernel
-            y, self.slope = cuda_gelu.forward(x)
-            return y
-        kernel = _tanh_gelu if self.approximate == "tanh" else _exact_gelu
-        y, self.slope = chunked_map(kernel, x, outputs=2)
+            y, self.slope = cuda_gelu.forward(x, want_slope)
+        elif self.approximate == "none" and not want_slope:
+            y = chunked_map(_exact_gelu_value, x)
+        else:
+            kernel = _tanh_gelu if self.approximate == "tanh" else _exact_gelu
+            y, self.slope = chunked_map(kernel, x, outputs=2)
         return y
 
     def backward(self, g):
@@ -51,6 +54,12 @@ def _exact_gelu(y, slope, x):
     pdf *= _INV_SQRT_2PI                    # phi(x)
     pdf *= x
     slope += pdf
+
+
+def _exact_gelu_value(y, x):
+    """y = x Phi(x) alone, when no backward pass will follow."""
+    normal_cdf_into(y, x)
+    y *= x
 
 
 def _tanh_gelu(y, slope, x):

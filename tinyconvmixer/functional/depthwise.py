@@ -36,11 +36,12 @@ class DepthwiseConv2d(Function):
         kh, kw = w.shape[2:]
         (ph, pw), (sh, sw) = self.padding, self.stride
         Ho, Wo = output_size(H + 2 * ph, kh, sh), output_size(W + 2 * pw, kw, sw)
-        self.fast = cuda_depthwise.supported(x, w, self.stride, self.padding)
+        self.fast = cuda_depthwise.supported(x, w, b, self.stride, self.padding)
         if self.fast:                                                    # GPU: cuda/depthwise.py
             self.x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy if channels-last
             self.wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()
-            out = cuda_depthwise.conv(self.x_nhwc, self.wt, b, self.padding, (Ho, Wo))
+            bias = None if b is None else xp.ascontiguousarray(b)
+            out = cuda_depthwise.conv(self.x_nhwc, self.wt, bias, self.padding, (Ho, Wo))
             return out.transpose(0, 3, 1, 2)
         xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)     # padded input, NHWC
         xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)

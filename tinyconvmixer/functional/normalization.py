@@ -102,7 +102,7 @@ class BatchNorm(Function):
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
         invstd = 1.0 / xp.sqrt(var + self.eps)
         scale = invstd if weight is None else invstd * weight
-        shift = xp.zeros_like(invstd) if bias is None else bias
+        shift = xp.zeros_like(invstd) if bias is None else xp.ascontiguousarray(bias)
         self.x2, self.mean, self.invstd, self.weight = x2, mean, invstd, weight
         return rowwise.from_rows(impl.normalize(x2, mean, scale, shift), x.shape)
 
@@ -126,6 +126,8 @@ class BatchNorm(Function):
 def _rows_impl(x, weight, bias):
     """cuda/batchnorm.py when the GPU kernels are active; rowwise.py for a CPU batch that is
     already rows in memory (channels-last, or (N, C)); None: the plain path."""
+    if x.ndim not in (2, 4) or x.size == 0:
+        return None
     if launch.active(*[a for a in (x, weight, bias) if a is not None]):
         return cuda_bn
     if backend.get_array_module(x) is backend.numpy_module() and rowwise.is_rows(x):

@@ -59,26 +59,31 @@ def from_rows(rows, shape):
 
 
 def mean_var(x):
-    """Per-column mean and biased variance of (M, C) x: the mean first, then sum (x - mean)^2."""
+    """Per-column mean and biased variance of (M, C) x, in two passes: a first mean m, then
+    the sums of d = x - m and of d^2. Their float32 rounding is corrected for, as in the
+    "corrected two-pass" algorithm: mean = m + sum(d)/M, var = (sum(d^2) - sum(d)^2/M) / M."""
     M, C = x.shape
-    mean = _add(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
+    m = _add(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
 
-    def centred_squares(r0, r1):
-        d = x[r0:r1] - mean
-        d *= d
-        return d.sum(axis=0)
-    return mean, _add(_row_blocks(centred_squares, M, C)) / M
+    def centred_sums(r0, r1):
+        d = x[r0:r1] - m
+        return d.sum(axis=0), (d * d).sum(axis=0)
+    parts = _row_blocks(centred_sums, M, C)
+    s1, s2 = _add([p[0] for p in parts]), _add([p[1] for p in parts])
+    return m + s1 / M, (s2 - s1 * s1 / M) / M
 
 
 def normalize(x, mean, scale, shift):
-    """y = (x - mean) * scale + shift = x * scale + (shift - mean * scale), per column."""
+    """y = (x - mean) * scale + shift, per column. (Not x * scale + (shift - mean * scale):
+    where |mean| is large against the spread, that cancels float32 digits.)"""
     xp = backend.get_array_module(x)
     y = xp.empty_like(x)
-    offset = shift - mean * scale
 
     def run(r0, r1):
-        xp.multiply(x[r0:r1], scale, out=y[r0:r1])
-        y[r0:r1] += offset
+        out = y[r0:r1]
+        xp.subtract(x[r0:r1], mean, out=out)
+        out *= scale
+        out += shift
     _row_blocks(run, *x.shape)
     return y
 
@@ -92,15 +97,16 @@ def grad_sums(g, x):
 
 
 def backward(g, x, mean, kg, kx, k0):
-    """dx = kg * g - kx * (x - mean) - k0 = kg * g - kx * x + (kx * mean - k0), per column."""
+    """dx = kg * g - kx * (x - mean) - k0, per column."""
     xp = backend.get_array_module(g)
     dx = xp.empty_like(g)
-    offset = kx * mean - k0
 
     def run(r0, r1):
         out = dx[r0:r1]
+        centred = x[r0:r1] - mean
+        centred *= kx
         xp.multiply(g[r0:r1], kg, out=out)
-        out -= x[r0:r1] * kx
-        out += offset
+        out -= centred
+        out -= k0
     _row_blocks(run, *g.shape)
     return dx
