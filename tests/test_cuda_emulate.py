@@ -152,6 +152,10 @@ def test_argument_types_are_checked(mod):
         saxpy(1, 4, (np.float32(1), x, np.zeros(8, np.float32)[::2], n))
     with pytest.raises(ValueError, match="1024"):
         saxpy(1, (64, 32), (np.float32(1), x, y, n))
+    with pytest.raises(ValueError, match="65535"):                      # grid.y and grid.z limits
+        saxpy((1, 70000), 4, (np.float32(1), x, y, n))
+    with pytest.raises(ValueError, match="positive"):                   # CuPy would run 1 block
+        saxpy((0,), 4, (np.float32(1), x, y, n))
     with pytest.raises(ValueError, match="no kernel 'saxpi'"):
         mod.get_function("saxpi")
 

@@ -373,4 +373,7 @@ def _dim3(dims, what):
     dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
     if not 1 <= len(dims) <= 3 or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims):
         raise ValueError(f"{what} must be a positive int or a tuple of 1 to 3 positive ints, got {dims}")
-    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+    dims = tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+    if what == "grid" and (dims[0] > 2 ** 31 - 1 or max(dims[1:]) > 65535):
+        raise ValueError(f"grid {dims}: CUDA allows at most 2^31 - 1 blocks along x and 65535 along y and z")
+    return dims

@@ -22,6 +22,7 @@ reference.
 """
 
 from .. import backend
+from ..cuda import batchnorm as cuda_bn
 from ..cuda import depthwise as cuda_depthwise
 from ..tensor import Function
 from .im2col import output_size, tap_slices
@@ -107,7 +108,9 @@ class DepthwiseConv2d(Function):
         dx = cuda_depthwise.input_grad(gh, self.wt, self.padding, (H, W))
         dwt = cuda_depthwise.weight_grad(self.x_nhwc, gh, (kh, kw), self.padding)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
-        return dx.transpose(0, 3, 1, 2), dw, gh.reshape(-1, C).sum(axis=0)
+        g2 = gh.reshape(-1, C)
+        db = cuda_bn.channel_sums(g2, g2)[0].astype(g.dtype)             # coalesced column sums
+        return dx.transpose(0, 3, 1, 2), dw, db
 
 
 def _tile_rows(xp, wt, width):
