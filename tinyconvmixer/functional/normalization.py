@@ -17,7 +17,7 @@ when this formula is wrong. Always check with a random upstream gradient.)
 
 A batch that is (M, C) rows in memory (channels-last, as ConvMixer's layers
 produce, or (N, C)) takes the "rows path" instead: the same math in a few passes
-over memory (the statistics; then y = x * scale + shift; backward, two sums per
+over memory (the statistics; then y = (x - mean) * scale + shift; backward, two sums per
 channel and then dx = kg g - kx (x - mean) - k0), saving x instead of xhat. On
 the GPU these passes are the kernels of cuda/batchnorm.cu, on the CPU blocks of
 rows that stay in the cache (rowwise.py). The plain code is their reference.
