@@ -8,7 +8,9 @@
 Each row times forward + backward of one op at ConvMixer-256's real shapes (or
 a whole AdamW training step of ConvMixer-256/8), for tinyconvmixer and for
 PyTorch with identical weights, inputs and upstream gradients. It warms up,
-synchronises the GPU, and reports the median of the repeats, the ratio
+synchronises the GPU, times the two sides in turns (ours, theirs, ours, ...: a
+shared machine's speed drifts, and both should see the same drift), and reports
+the median time of each side, the median of the per-pair ratios
 tinyconvmixer / PyTorch, and peak memory (NumPy allocations via tracemalloc on
 the CPU, where PyTorch's are not visible to it; memory-pool bytes on the GPU).
 For the training steps it also reports achieved FLOP/s and bytes/s against the
@@ -53,18 +55,44 @@ def synchronize(device):
             torch.cuda.synchronize()
 
 
+def one_time(fn, device):
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def median_time(fn, device, warmup, repeats):
     """Median seconds of fn() over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
     synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(one_time(fn, device) for _ in range(repeats))
+
+
+def paired_times(ours, theirs, device, warmup, repeats):
+    """(our median, their median, median of the per-pair ratios), timing the two in turns.
+
+    A shared machine changes speed from second to second (on the 2-core CI machine, two
+    threads sometimes run at the speed of one). Timing ours, then theirs, then ours...
+    puts both under the same conditions, and each pair's ratio cancels the drift.
+    """
+    for _ in range(warmup):
+        ours()
+        theirs()
+    synchronize(device)
+    pairs = [(one_time(ours, device), one_time(theirs, device)) for _ in range(repeats)]
+    return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
+            statistics.median(a / b for a, b in pairs))
+
+
+def time_row(row, ours, theirs, device, args):
+    """Fill the row's times (and ratio) for our step fn and, where torch is here, theirs."""
+    if theirs is None:
+        row["ours_s"] = median_time(ours, device, args.warmup, args.repeats)
+    else:
+        row["ours_s"], row["torch_s"], row["ratio"] = paired_times(ours, theirs, device,
+                                                                   args.warmup, args.repeats)
 
 
 def peak_memory(fn, device, side):
@@ -138,8 +166,7 @@ def run_op(name, ours, theirs, shapes, device, args, rng):
         for t in our_in:
             t.grad = None
         ours(*our_in).backward(g_ours)
-    row = {"name": name, "ours_s": median_time(step_ours, device, args.warmup, args.repeats),
-           "ours_bytes": peak_memory(step_ours, device, "ours")}
+    step_torch = None
     if torch is not None:
         dev = "cuda" if device == "gpu" else "cpu"
         their_in = [torch.tensor(a, device=dev, requires_grad=True) for a in arrays]
@@ -149,7 +176,14 @@ def run_op(name, ours, theirs, shapes, device, args, rng):
             for t in their_in:
                 t.grad = None
             theirs(*their_in).backward(g_t)
-        row["torch_s"] = median_time(step_torch, device, args.warmup, args.repeats)
+    return measure({"name": name}, step_ours, step_torch, device, args)
+
+
+def measure(row, step_ours, step_torch, device, args):
+    """Times (in turns, see paired_times) and peak memory of both sides."""
+    time_row(row, step_ours, step_torch, device, args)
+    row["ours_bytes"] = peak_memory(step_ours, device, "ours")
+    if step_torch is not None:
         row["torch_bytes"] = peak_memory(step_torch, device, "torch")
     return row
 
@@ -188,10 +222,8 @@ def run_step(k, p, device, args, rng):
         opt.zero_grad()
         F.cross_entropy(model(x_ours), y_ours).backward()
         opt.step()
-    name = f"train step ConvMixer-256/8 k={k} p={p}"
-    row = {"name": name, "ours_s": median_time(step_ours, device, args.warmup, args.repeats),
-           "ours_bytes": peak_memory(step_ours, device, "ours")}
-    if torch is not None:
+    step_torch = None
+    if torch is not None:                     # the same weights, before either side trains
         dev = "cuda" if device == "gpu" else "cpu"
         tmodel = torch_convmixer(DIM, DEPTH, k, p, CLASSES)
         load_from_tinyconvmixer(tmodel, {kk: backend.to_numpy(v) for kk, v in model.state_dict().items()})
@@ -203,8 +235,7 @@ def run_step(k, p, device, args, rng):
             topt.zero_grad()
             TF.cross_entropy(tmodel(x_t), y_t).backward()
             topt.step()
-        row["torch_s"] = median_time(step_torch, device, args.warmup, args.repeats)
-        row["torch_bytes"] = peak_memory(step_torch, device, "torch")
+    row = measure({"name": f"train step ConvMixer-256/8 k={k} p={p}"}, step_ours, step_torch, device, args)
     row["flops"], row["bytes"] = step_flops_and_bytes(N, k, p)
     return row
 
@@ -230,7 +261,7 @@ def print_table(rows, peaks):
     print(f"\n{'row':<40} {'tinyconvmixer':>13} {'PyTorch':>10} {'ratio':>6}  {'mem ours':>12} {'mem torch':>12}")
     for r in rows:
         t = r.get("torch_s")
-        ratio = f"{r['ours_s'] / t:6.2f}" if t else "     -"
+        ratio = f"{r['ratio']:6.2f}" if t else "     -"
         print(f"{r['name']:<40} {r['ours_s'] * 1e3:10.1f} ms {(t or 0) * 1e3:7.1f} ms {ratio}  "
               f"{fmt_bytes(r['ours_bytes']):>12} {fmt_bytes(r.get('torch_bytes')):>12}")
     print(f"\ndevice peaks: matmul {peaks['matmul_flops'] / 1e9:.1f} GFLOP/s, "
@@ -249,7 +280,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--batch-size", type=int, help="default: 32 on the CPU, 512 on the GPU")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="PyTorch CPU threads (NumPy's BLAS uses all cores by default)")
