@@ -81,7 +81,14 @@ def paired_times(ours, theirs, device, warmup, repeats):
         ours()
         theirs()
     synchronize(device)
-    pairs = [(one_time(ours, device), one_time(theirs, device)) for _ in range(repeats)]
+    pairs = []
+    for i in range(repeats):                  # alternate who goes first, so order effects cancel too
+        if i % 2 == 0:
+            a = one_time(ours, device)
+            pairs.append((a, one_time(theirs, device)))
+        else:
+            b = one_time(theirs, device)
+            pairs.append((one_time(ours, device), b))
     return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
             statistics.median(a / b for a, b in pairs))
 
@@ -156,8 +163,9 @@ def run_op(name, ours, theirs, shapes, device, args, rng):
     xp = backend.xp_for(device)
     # Our activations after the patch embedding are channels-last (NHWC memory, NCHW shape),
     # as inside the model; PyTorch gets its own default layout.
-    our_in = [Tensor(channels_last(xp.asarray(a)) if a.ndim == 4 and a.shape[1] == DIM else xp.asarray(a),
-                     requires_grad=True) for a in arrays]
+    first = arrays[0]                         # the activation; the rest are weights
+    our_in = [Tensor(channels_last(xp.asarray(first)) if first.shape[1] == DIM else xp.asarray(first),
+                     requires_grad=True)] + [Tensor(xp.asarray(a), requires_grad=True) for a in arrays[1:]]
     out_shape = ours(*our_in).shape
     g = rng.standard_normal(out_shape).astype(np.float32)
     g_ours = Tensor(channels_last(xp.asarray(g)) if g.ndim == 4 and g.shape[1] == DIM else xp.asarray(g))
@@ -283,7 +291,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="PyTorch CPU threads (NumPy's BLAS uses all cores by default)")
+                        help="PyTorch CPU threads (ours: $TINYCONVMIXER_THREADS, OpenBLAS: all cores)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on both sides (GPU)")
     parser.add_argument("--no-kernels", action="store_true",
                         help="GPU: time tinyconvmixer's plain xp paths instead of its CUDA kernels")

@@ -73,10 +73,19 @@ def test_gelu_output_and_slope_match_the_plain_formulas(rng, approximate, layout
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gelu_under_no_grad_gives_the_same_values(rng, dtype):
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_under_no_grad_gives_the_same_values(rng, dtype, approximate):
     import tinyconvmixer.functional as F
     from tinyconvmixer import Tensor, no_grad
     x = (3 * rng.standard_normal((3, 70_000))).astype(dtype)
-    with no_grad():
-        y = F.gelu(Tensor(x, requires_grad=True))
-    np.testing.assert_array_equal(y.data, F.gelu(Tensor(x, requires_grad=True)).data)
+    import tinyconvmixer.functional.activation as activation
+    with_slope = F.gelu(Tensor(x, requires_grad=True), approximate=approximate)
+    name = "_tanh_gelu" if approximate == "tanh" else "_exact_gelu"
+    real = getattr(activation, name)
+    setattr(activation, name, lambda *a: pytest.fail("the slope was computed under no_grad"))
+    try:
+        with no_grad():
+            y = F.gelu(Tensor(x, requires_grad=True), approximate=approximate)
+    finally:
+        setattr(activation, name, real)
+    np.testing.assert_array_equal(y.data, with_slope.data)

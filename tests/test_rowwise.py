@@ -91,3 +91,22 @@ def test_output_of_a_large_offset_keeps_its_digits(rng):
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
     assert np.abs(y - ref).max() < 5e-3
+
+
+def test_gradients_of_a_large_offset_keep_their_digits(rng):
+    """dweight = invstd * sum(g * (x - mean)), summed per block: not sum(g x) - mean sum(g)."""
+    x = (1000 + rng.standard_normal((8, 16, 8, 8))).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w = Tensor(np.ones(16, np.float32), requires_grad=True)
+    X = Tensor(rows_and_plain_layouts(x)[0], requires_grad=True)
+    F.batch_norm(X, None, None, w, None, training=True).backward(Tensor(g))
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    xhat = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    dweight = (g64 * xhat).sum(axis=(0, 2, 3))
+    assert np.abs(w.grad - dweight).max() < 1e-4 * np.abs(dweight).max() + 1e-3
+
+
+def test_rows_path_only_for_matching_dtypes(rng):
+    x = rows_and_plain_layouts(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))[0]
+    y = F.batch_norm(Tensor(x), None, None, Tensor(np.ones(3)), None, training=True)   # float64 weight
+    assert y.dtype == np.float64                     # promoted, as on the plain path

@@ -176,6 +176,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
     assert len(read_metrics(tmp_path / "metrics.csv")) == 1
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on the way to inf: expected
 def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys):
     with np.errstate(all="ignore"):
         assert run("--lr-max", "1e30", "--out", tmp_path) == 1

@@ -11,7 +11,6 @@ Device names are the strings ``"cpu"`` and ``"gpu"``.
 import concurrent.futures
 import ctypes
 import ctypes.util
-import itertools
 import os
 
 import numpy as np
@@ -83,29 +82,23 @@ def numpy_module():
 
 
 def cpu_threads():
-    """Threads for the CPU's blocked loops: $TINYCONVMIXER_THREADS, else every core."""
-    return max(1, int(os.environ.get("TINYCONVMIXER_THREADS", os.cpu_count() or 1)))
+    """Threads for the CPU's blocked loops: $TINYCONVMIXER_THREADS, else every core this
+    process may run on (its affinity: `taskset -c 1` means one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, int(os.environ.get("TINYCONVMIXER_THREADS", cores or 1)))
 
 
 _pool = None
-_worker_numbers = itertools.count()   # each pool thread takes the next number (atomic in CPython)
 
 
-def _pin_worker():
-    """Pin the calling pool thread to a core of its own ($TINYCONVMIXER_PIN_THREADS=0: don't).
+def _forget_pool():
+    """After fork() the child has the pool object but not its threads: start a new one."""
+    global _pool
+    _pool = None
 
-    Measured on a 2-core VM: two unpinned threads of large NumPy calls sometimes ran
-    1.1-1.6x faster than one for seconds at a time instead of 2x; pinned, they kept
-    1.9-2.0x in the same test. OpenMP runtimes (PyTorch's) can bind threads likewise.
-    """
-    if os.environ.get("TINYCONVMIXER_PIN_THREADS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    core = cores[next(_worker_numbers) % len(cores)]
-    try:
-        os.sched_setaffinity(0, {core})      # 0: the calling thread
-    except OSError:
-        pass
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def run_blocks(fn, n, block, xp):
@@ -114,20 +107,24 @@ def run_blocks(fn, n, block, xp):
     On the GPU this is one call over everything. On the CPU the blocks are
     shared among cpu_threads() threads: NumPy releases the GIL inside its
     loops, so threads working on different blocks run in parallel, much like
-    PyTorch's intra-op threads. fn must only write to its own block (or to a
-    dict under its own start index).
+    PyTorch's intra-op threads. Blocks are made smaller where needed so that
+    every thread gets one. fn must only write to its own block (or to a dict
+    under its own start index).
     """
     global _pool
+    threads = cpu_threads() if xp is np else 1
+    block = max(1, min(block, -(-n // threads)))
     blocks = [(s, min(s + block, n)) for s in range(0, n, block)]
     if not blocks:                          # an empty batch: nothing to do
         return
-    workers = min(cpu_threads(), len(blocks)) if xp is np else 1
-    if workers == 1:
+    if threads == 1 or len(blocks) == 1:
         for start, stop in blocks:
             fn(start, stop)
         return
-    if _pool is None or _pool._max_workers < workers:
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, initializer=_pin_worker)
+    if _pool is None or _pool._max_workers != threads:     # $TINYCONVMIXER_THREADS may change
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
     for future in [_pool.submit(fn, start, stop) for start, stop in blocks]:
         future.result()                     # re-raises any error from the block
 
@@ -146,7 +143,8 @@ def keep_freed_memory():
     the kernel must zero each 4 KB page on its first touch: about 56,000 such
     page faults in one training step (220 MB zeroed). Turning mmap off and never
     trimming the heap keeps freed blocks in the process for the next array, like
-    CuPy's memory pool on the GPU. The price: the process keeps its peak memory.
+    CuPy's memory pool on the GPU. The price: the process keeps its peak memory (glibc
+    still maps very large requests made from threads, above about 64 MB, on its own).
     Returns False where the C library is not glibc (then nothing changes).
     """
     try:

@@ -35,14 +35,17 @@ def conv_case(name, x_shape, w_shape, bias=True, **kw):
     return Case(name, build)
 
 
-def bn_case(name, shape, training, affine=True, channels_last=False):
-    """channels_last: x in NHWC memory, as ConvMixer's layers make it (BatchNorm's rows path)."""
+def bn_case(name, shape, training, affine=True, layout="C"):
+    """layout 'C': C order; 'channels-last': NHWC memory, as ConvMixer's layers make it, and
+    (N, C) in C order: BatchNorm's rows path on the CPU; 'F': an (N, C) array in Fortran order."""
     def build(rng, xp):
         C = shape[1]
         x = _t(rng, xp, *shape, scale=2.0)
-        if channels_last:
+        if layout == "channels-last":
             x = Tensor(xp.ascontiguousarray(x.data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2),
                        requires_grad=True)
+        elif layout == "F":
+            x = Tensor(xp.asfortranarray(x.data), requires_grad=True)
         rm, rv = xp.asarray(rng.standard_normal(C)), xp.asarray(rng.uniform(0.5, 2.0, C))
         inputs, names = [x], ["x"]
         if affine:
@@ -113,9 +116,10 @@ CASES = [
     bn_case("batch_norm train", (4, 3, 3, 3), training=True),
     bn_case("batch_norm train no affine", (4, 3, 2, 2), training=True, affine=False),
     bn_case("batch_norm train (N, C)", (6, 3), training=True),
+    bn_case("batch_norm train (N, C) Fortran order", (6, 3), training=True, layout="F"),
     bn_case("batch_norm eval", (3, 3, 2, 2), training=False),
-    bn_case("batch_norm train channels-last", (3, 4, 3, 2), training=True, channels_last=True),
-    bn_case("batch_norm eval channels-last", (2, 3, 2, 3), training=False, channels_last=True),
+    bn_case("batch_norm train channels-last", (3, 4, 3, 2), training=True, layout="channels-last"),
+    bn_case("batch_norm eval channels-last", (2, 3, 2, 3), training=False, layout="channels-last"),
     unary_case("gelu exact", lambda x: F.gelu(x), 3, 4, scale=2.0),
     unary_case("gelu tanh", lambda x: F.gelu(x, approximate="tanh"), 3, 4, scale=2.0),
     unary_case("global_avg_pool2d", F.global_avg_pool2d, 2, 3, 3, 4),

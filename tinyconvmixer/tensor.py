@@ -45,6 +45,8 @@ class Function:
     and returns one gradient per tensor input (or None where none is needed);
     gradients for optional inputs that were not given (a missing bias) are ignored.
     Non-tensor settings (stride, axis, ...) are passed to __init__ as keywords.
+    forward may read self.recording (False under no_grad(), or when no input needs a
+    gradient) to skip what only backward would use, as GELU does with its slope.
     """
 
     def __init__(self, **settings):

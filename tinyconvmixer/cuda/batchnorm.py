@@ -40,9 +40,10 @@ def mean_var(x):
     return mean.astype(x.dtype), xp.maximum(s2 / x.shape[0] - mean * mean, 0).astype(x.dtype)
 
 
-def grad_sums(g, x):
-    """Per column: sum of g and sum of g * x (float64)."""
-    return channel_sums(g, x)
+def grad_sums(g, x, mean):
+    """Per column: sum of g and sum of g * (x - mean), from float64 sums of g and g * x."""
+    sum_g, sum_gx = channel_sums(g, x)
+    return sum_g, sum_gx - mean * sum_g
 
 
 def _elementwise(name, out, *arrays):

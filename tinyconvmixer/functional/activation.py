@@ -7,7 +7,8 @@ weights each input by the probability that a standard normal falls below it.
 
 The forward pass computes the output and the local slope dy/dx together and
 saves only the slope, so the backward pass is one multiplication, g * slope,
-and a single array per GELU waits for the backward pass. Both are computed in
+and a single array per GELU waits for the backward pass. (When no backward pass
+will follow, under no_grad(), it computes the output alone.) Both are computed in
 cache-sized chunks on the CPU (chunked.py), where most of the work is Phi, and
 by one CUDA kernel on the GPU (cuda/gelu.cu), with this code as its reference.
 """
@@ -31,8 +32,8 @@ class GELU(Function):
         want_slope = getattr(self, "recording", True)               # not under no_grad()
         if self.approximate == "none" and launch.active(x):        # GPU: one kernel
             y, self.slope = cuda_gelu.forward(x, want_slope)
-        elif self.approximate == "none" and not want_slope:
-            y = chunked_map(_exact_gelu_value, x)
+        elif not want_slope:
+            y = chunked_map(_tanh_gelu_value if self.approximate == "tanh" else _exact_gelu_value, x)
         else:
             kernel = _tanh_gelu if self.approximate == "tanh" else _exact_gelu
             y, self.slope = chunked_map(kernel, x, outputs=2)
@@ -60,6 +61,13 @@ def _exact_gelu_value(y, x):
     """y = x Phi(x) alone, when no backward pass will follow."""
     normal_cdf_into(y, x)
     y *= x
+
+
+def _tanh_gelu_value(y, x):
+    """y = x (1 + t) / 2 alone (the same operations as _tanh_gelu, so the same values)."""
+    xp = backend.get_array_module(x)
+    t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
+    xp.multiply(x, 0.5 * (1.0 + t), out=y)
 
 
 def _tanh_gelu(y, slope, x):

@@ -13,7 +13,7 @@ C-long loop for a broadcast C-vector (2.4x slower, measured). (The output goes
 back as an NCHW-shaped view of NHWC memory, "channels-last".)
 
 On the CPU the batch is cut into blocks of a few images, small enough that the
-input tile, output tile and one scratch buffer stay in cache for all taps, and
+input tile, output tile and one scratch buffer stay in the L2/L3 caches for all taps, and
 the blocks are shared among threads (NumPy releases the GIL inside its loops,
 and takes it back between calls: blocks that are too small make many short
 calls, and the threads then wait for each other; see _block_size).

@@ -110,9 +110,9 @@ class BatchNorm(Function):
         x2, mean, invstd = self.x2, self.mean, self.invstd
         M = x2.shape[0]
         g2 = rowwise.as_rows(g)
-        sum_g, sum_gx = impl.grad_sums(g2, x2)
+        sum_g, sum_gxc = impl.grad_sums(g2, x2, mean)
         dbias = sum_g                                            # sum of g
-        dweight = invstd * (sum_gx - mean * sum_g)               # sum of g * xhat
+        dweight = invstd * sum_gxc                               # sum of g * xhat
         scale = invstd if self.weight is None else invstd * self.weight
         if self.training:      # dx = scale (g - dbias/M - xhat dweight/M), xhat = (x - mean) invstd
             kx, k0 = scale * invstd * dweight / M, scale * dbias / M
@@ -126,8 +126,8 @@ class BatchNorm(Function):
 def _rows_impl(x, weight, bias):
     """cuda/batchnorm.py when the GPU kernels are active; rowwise.py for a CPU batch that is
     already rows in memory (channels-last, or (N, C)); None: the plain path."""
-    if x.ndim not in (2, 4) or x.size == 0:
-        return None
+    if x.ndim not in (2, 4) or x.size == 0 or any(a is not None and a.dtype != x.dtype for a in (weight, bias)):
+        return None                                  # (mixed dtypes: the plain path's type promotion)
     if launch.active(*[a for a in (x, weight, bias) if a is not None]):
         return cuda_bn
     if backend.get_array_module(x) is backend.numpy_module() and rowwise.is_rows(x):

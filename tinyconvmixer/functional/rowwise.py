@@ -1,5 +1,7 @@
 """BatchNorm's per-channel work on (M, C) rows, on the CPU, in cache-sized blocks.
 
+(as_rows, from_rows and is_rows serve the GPU's rows path too.)
+
 A channels-last (N, C, H, W) batch is, in memory, M = N*H*W rows of C channels
 (an (N, C) batch already is). Per-channel work then means: sums down the
 columns, and rows scaled by C-vectors. The plain code in normalization.py makes
@@ -70,7 +72,8 @@ def mean_var(x):
         return d.sum(axis=0), (d * d).sum(axis=0)
     parts = _row_blocks(centred_sums, M, C)
     s1, s2 = _add([p[0] for p in parts]), _add([p[1] for p in parts])
-    return m + s1 / M, (s2 - s1 * s1 / M) / M
+    xp = backend.get_array_module(x)
+    return m + s1 / M, xp.maximum((s2 - s1 * s1 / M) / M, 0)     # rounding can dip below 0
 
 
 def normalize(x, mean, scale, shift):
@@ -88,11 +91,14 @@ def normalize(x, mean, scale, shift):
     return y
 
 
-def grad_sums(g, x):
-    """Per column: sum of g and sum of g * x."""
+def grad_sums(g, x, mean):
+    """Per column: sum of g and sum of g * (x - mean). (Not sum(g x) - mean sum(g): where
+    |mean| is large against the spread, that difference cancels float32 digits.)"""
     xp = backend.get_array_module(g)
-    parts = _row_blocks(lambda r0, r1: (g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], x[r0:r1])),
-                        *g.shape)
+
+    def sums(r0, r1):
+        return g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], x[r0:r1] - mean)
+    parts = _row_blocks(sums, *g.shape)
     return _add([p[0] for p in parts]), _add([p[1] for p in parts])
 
 
