@@ -152,23 +152,17 @@ def op_rows(N, device):
     return rows
 
 
-def channels_last(a):
-    """The same values with NHWC memory, still (N, C, H, W)-shaped."""
-    xp = backend.get_array_module(a)
-    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
 def run_op(name, ours, theirs, shapes, device, args, rng):
     arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     xp = backend.xp_for(device)
     # Our activations after the patch embedding are channels-last (NHWC memory, NCHW shape),
     # as inside the model; PyTorch gets its own default layout.
     first = arrays[0]                         # the activation; the rest are weights
-    our_in = [Tensor(channels_last(xp.asarray(first)) if first.shape[1] == DIM else xp.asarray(first),
+    our_in = [Tensor(backend.channels_last(xp.asarray(first)) if first.shape[1] == DIM else xp.asarray(first),
                      requires_grad=True)] + [Tensor(xp.asarray(a), requires_grad=True) for a in arrays[1:]]
     out_shape = ours(*our_in).shape
     g = rng.standard_normal(out_shape).astype(np.float32)
-    g_ours = Tensor(channels_last(xp.asarray(g)) if g.ndim == 4 and g.shape[1] == DIM else xp.asarray(g))
+    g_ours = Tensor(backend.channels_last(xp.asarray(g)) if g.ndim == 4 and g.shape[1] == DIM else xp.asarray(g))
 
     def step_ours():
         for t in our_in:

@@ -17,6 +17,7 @@ def test_blocks_cover_the_range_once_and_every_thread_gets_one(monkeypatch):
     seen = []
     backend.run_blocks(lambda a, b: seen.append((a, b)), 10, 100, np)   # block 100: cut to ceil(10/3)
     assert sorted(seen) == [(0, 4), (4, 8), (8, 10)]
+    assert backend.run_blocks(lambda a, b: a, 10, 100, np) == [0, 4, 8]       # results in block order
 
 
 def test_errors_in_a_block_reach_the_caller(monkeypatch):

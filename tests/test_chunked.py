@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tinyconvmixer import backend
 from tinyconvmixer.functional.activation import GELU
 from tinyconvmixer.functional.chunked import chunked_map
 from tinyconvmixer.functional.normal_cdf import normal_cdf
@@ -15,7 +16,7 @@ def axpy(out, a, b):
 
 def layouts(rng, shape=(5, 7, 9, 11)):
     base = rng.standard_normal(shape).astype(np.float32)
-    channels_last = np.ascontiguousarray(base.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    channels_last = backend.channels_last(base)
     return {"C order": base, "channels-last": channels_last,
             "strided (gaps)": rng.standard_normal((5, 7, 9, 22)).astype(np.float32)[..., ::2]}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor
+from tinyconvmixer import Tensor, backend
 from tinyconvmixer.functional import rowwise
 from tinyconvmixer.functional.normalization import BatchNorm
 from tinyconvmixer.gradcheck import gradcheck
@@ -18,7 +18,7 @@ from tinyconvmixer.gradcheck import gradcheck
 def rows_and_plain_layouts(x):
     if x.ndim == 2:
         return np.ascontiguousarray(x), np.asfortranarray(x)
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), np.ascontiguousarray(x)
+    return backend.channels_last(x), np.ascontiguousarray(x)
 
 
 def run_bn(x, w, b, training, upstream):
@@ -60,7 +60,7 @@ def test_rows_path_matches_the_plain_path(dtype, shape, training, affine, rng, m
 
 def test_rows_path_gradcheck(rng):
     x = rng.standard_normal((2, 4, 3, 5))
-    x = Tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), requires_grad=True)
+    x = Tensor(backend.channels_last(x), requires_grad=True)
     w, b = Tensor(rng.standard_normal(4), requires_grad=True), Tensor(rng.standard_normal(4), requires_grad=True)
     assert rowwise.is_rows(x.data)
     result = gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [x, w, b])

@@ -76,6 +76,13 @@ def get_array_module(*arrays):
     return np
 
 
+def channels_last(array):
+    """The same values in NHWC memory, still (N, C, H, W)-shaped: the layout that
+    tinyconvmixer's convolutions produce (see functional/conv.py)."""
+    xp = get_array_module(array)
+    return xp.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 def numpy_module():
     """NumPy itself, for code that must tell the CPU path from the GPU path."""
     return np
@@ -108,25 +115,30 @@ def run_blocks(fn, n, block, xp):
     shared among cpu_threads() threads: NumPy releases the GIL inside its
     loops, so threads working on different blocks run in parallel, much like
     PyTorch's intra-op threads. Blocks are made smaller where needed so that
-    every thread gets one. fn must only write to its own block (or to a dict
-    under its own start index).
+    every thread gets one. fn must only write to its own block. Returns
+    [fn(start, stop) for each block], in block order (see add_in_order).
     """
     global _pool
     threads = cpu_threads() if xp is np else 1
     block = max(1, min(block, -(-n // threads)))
     blocks = [(s, min(s + block, n)) for s in range(0, n, block)]
-    if not blocks:                          # an empty batch: nothing to do
-        return
-    if threads == 1 or len(blocks) == 1:
-        for start, stop in blocks:
-            fn(start, stop)
-        return
+    if threads == 1 or len(blocks) <= 1:    # (no blocks: an empty batch, nothing to do)
+        return [fn(start, stop) for start, stop in blocks]
     if _pool is None or _pool._max_workers != threads:     # $TINYCONVMIXER_THREADS may change
         if _pool is not None:
             _pool.shutdown(wait=False)
         _pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
-    for future in [_pool.submit(fn, start, stop) for start, stop in blocks]:
-        future.result()                     # re-raises any error from the block
+    futures = [_pool.submit(fn, start, stop) for start, stop in blocks]
+    return [future.result() for future in futures]      # re-raises any error from a block
+
+
+def add_in_order(parts):
+    """The sum of per-block partial results, added in block order: the same sum however
+    the threads were scheduled (floating-point addition depends on the order)."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 # ----- CPU tuning ------------------------------------------------------------------------

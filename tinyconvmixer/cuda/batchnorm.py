@@ -12,7 +12,6 @@ from . import launch
 
 RY = 8                    # rows per block of the channel_sums kernel (blockDim.y)
 PARTIAL_ROWS = 128        # block rows of channel_sums: partial sums the caller adds up
-THREADS, MAX_BLOCKS = 256, 4096
 
 
 def _kernel(function, dtype):
@@ -48,8 +47,7 @@ def grad_sums(g, x, mean):
 
 def _elementwise(name, out, *arrays):
     n, C = out.shape
-    grid = (min(MAX_BLOCKS, launch.blocks(n * C, THREADS)),)
-    _kernel(name, out.dtype)(grid, (THREADS,), (*arrays, out, launch.i64(n * C), launch.i32(C)))
+    _kernel(name, out.dtype)(*launch.grid_stride(n * C), (*arrays, out, launch.i64(n * C), launch.i32(C)))
     return out
 
 

@@ -8,8 +8,6 @@ from .. import backend
 from ..functional.chunked import memory_order_views
 from . import launch
 
-THREADS, MAX_BLOCKS = 256, 4096
-
 
 def forward(x, want_slope=True):
     """(y, slope): GELU(x) and dGELU/dx (None unless want_slope), in x's memory layout
@@ -26,6 +24,5 @@ def forward(x, want_slope=True):
     fy, fslope, fx = views
     n = fx.size
     kernel = launch.kernel("gelu", "gelu_forward", x.dtype)
-    kernel((min(MAX_BLOCKS, launch.blocks(n, THREADS)),), (THREADS,),
-           (fx, fy, fslope, launch.i64(n), launch.i32(want_slope)))
+    kernel(*launch.grid_stride(n), (fx, fy, fslope, launch.i64(n), launch.i32(want_slope)))
     return y, (slope if want_slope else None)

@@ -114,3 +114,9 @@ def scalar(value, dtype):
 def blocks(n, per_block):
     """Number of blocks of per_block items that cover n items."""
     return max(1, -(-n // per_block))
+
+
+def grid_stride(n, threads=256, max_blocks=4096):
+    """(grid, block) for a kernel whose threads walk n elements in a grid-stride loop
+    (i += gridDim.x * blockDim.x): enough blocks to fill the GPU, not one per element."""
+    return (min(max_blocks, blocks(n, threads)),), (threads,)

@@ -80,7 +80,6 @@ class DepthwiseConv2d(Function):
         N, Hp, Wp, _ = self.xh.shape
         gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
         dxh = xp.zeros_like(self.xh)
-        partial_dw = {}                                                  # block start -> its (kh, kw, C) sum
 
         def run(n0, n1):
             gs, xs, dxs = gh[n0:n1], self.xh[n0:n1], dxh[n0:n1]
@@ -94,11 +93,9 @@ class DepthwiseConv2d(Function):
                     dwt[i, j] = xp.einsum("nhwc,nhwc->c", xs[taps], gs)
                     xp.multiply(gs, self.wrow[i, j], out=t)              # dX[tap] += g * W[tap]
                     dxs[taps] += t
-            partial_dw[n0] = dwt
-        backend.run_blocks(run, N, self.block, xp)
-        dwt = xp.zeros_like(self.wt)
-        for n0 in sorted(partial_dw):                                    # a fixed order: deterministic sums
-            dwt += partial_dw[n0]
+            return dwt                                                   # this block's part of dW
+        parts = backend.run_blocks(run, N, self.block, xp)
+        dwt = backend.add_in_order(parts) if parts else xp.zeros_like(self.wt)    # (an empty batch)
         dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
         return dx, dw, gh.reshape(-1, C).sum(axis=0)

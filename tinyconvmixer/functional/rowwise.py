@@ -21,20 +21,11 @@ CHUNK = 65536                            # elements per block of rows: 256 KB of
 def _row_blocks(fn, M, C):
     """[fn(r0, r1) for consecutive blocks of rows], computed by the CPU threads, in block order."""
     rows = max(1, CHUNK // C)
-    results = {}
 
-    def run(b0, b1):
-        for r0 in range(b0, b1, rows):
-            results[r0] = fn(r0, min(r0 + rows, b1))
-    backend.run_blocks(run, M, 16 * rows, backend.numpy_module())
-    return [results[r0] for r0 in sorted(results)]
-
-
-def _add(parts):
-    total = parts[0].copy()
-    for p in parts[1:]:
-        total += p
-    return total
+    def run(b0, b1):                                   # one thread's share: several blocks of rows
+        return [fn(r0, min(r0 + rows, b1)) for r0 in range(b0, b1, rows)]
+    shares = backend.run_blocks(run, M, 16 * rows, backend.numpy_module())
+    return [result for share in shares for result in share]
 
 
 def is_rows(x):
@@ -65,13 +56,13 @@ def mean_var(x):
     the sums of d = x - m and of d^2. Their float32 rounding is corrected for, as in the
     "corrected two-pass" algorithm: mean = m + sum(d)/M, var = (sum(d^2) - sum(d)^2/M) / M."""
     M, C = x.shape
-    m = _add(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
+    m = backend.add_in_order(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
 
     def centred_sums(r0, r1):
         d = x[r0:r1] - m
         return d.sum(axis=0), (d * d).sum(axis=0)
     parts = _row_blocks(centred_sums, M, C)
-    s1, s2 = _add([p[0] for p in parts]), _add([p[1] for p in parts])
+    s1, s2 = backend.add_in_order([p[0] for p in parts]), backend.add_in_order([p[1] for p in parts])
     xp = backend.get_array_module(x)
     return m + s1 / M, xp.maximum((s2 - s1 * s1 / M) / M, 0)     # rounding can dip below 0
 
@@ -99,7 +90,7 @@ def grad_sums(g, x, mean):
     def sums(r0, r1):
         return g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], x[r0:r1] - mean)
     parts = _row_blocks(sums, *g.shape)
-    return _add([p[0] for p in parts]), _add([p[1] for p in parts])
+    return backend.add_in_order([p[0] for p in parts]), backend.add_in_order([p[1] for p in parts])
 
 
 def backward(g, x, mean, kg, kx, k0):
