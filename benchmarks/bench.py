@@ -43,6 +43,7 @@ try:
     from torch_convmixer import load_from_tinyconvmixer, torch_convmixer
 except ImportError:                                                  # torch is optional here
     torch = None
+    print("no torch installed: timing tinyconvmixer alone", file=sys.stderr)
 
 DIM, DEPTH, CLASSES = 256, 8, 10
 
@@ -264,7 +265,8 @@ def print_table(rows, peaks):
     for r in rows:
         t = r.get("torch_s")
         ratio = f"{r['ratio']:6.2f}" if t else "     -"
-        print(f"{r['name']:<40} {r['ours_s'] * 1e3:10.1f} ms {(t or 0) * 1e3:7.1f} ms {ratio}  "
+        theirs = f"{t * 1e3:7.1f} ms" if t else f"{'-':>10}"
+        print(f"{r['name']:<40} {r['ours_s'] * 1e3:10.1f} ms {theirs} {ratio}  "
               f"{fmt_bytes(r['ours_bytes']):>12} {fmt_bytes(r.get('torch_bytes')):>12}")
     print(f"\ndevice peaks: matmul {peaks['matmul_flops'] / 1e9:.1f} GFLOP/s, "
           f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s")
@@ -301,6 +303,10 @@ def main(argv=None):
         backend.check_device(args.device)
     except backend.DeviceError as exc:
         sys.exit(f"error: {exc}")
+    global torch
+    if torch is not None and args.device == "gpu" and not torch.cuda.is_available():
+        print("this torch has no CUDA: timing tinyconvmixer alone", file=sys.stderr)
+        torch = None                           # (a CPU build of torch beside CuPy, or the CuPy stand-in)
     if torch is not None:
         torch.set_num_threads(args.threads)
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -308,8 +314,6 @@ def main(argv=None):
     # The CPU settings of backend.py's "CPU tuning" apply to the whole process, PyTorch included.
     tuning = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
               "keep_freed_memory": backend.keep_freed_memory() if args.device == "cpu" else None}
-    if torch is None:
-        print("no torch installed: timing tinyconvmixer alone", file=sys.stderr)
 
     rng = np.random.default_rng(0)
     rows = []

@@ -5,8 +5,6 @@ arrays, and on the GPU when there is one.
 """
 
 import contextlib
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -119,9 +117,3 @@ def test_mixed_dtypes_take_the_reference_path(monkeypatch):
     for p in params:
         np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)
 
-
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
-@pytest.mark.parametrize("ctype", ["float", "double"])
-def test_nvcc_accepts_the_kernel(ctype):
-    with open(os.path.join(os.path.dirname(launch.__file__), "adamw.cu")) as f:
-        emulate.nvcc_check(f"typedef {ctype} T;\n#define CHUNK {CHUNK}\n" + f.read())

@@ -1,6 +1,5 @@
 """The CUDA-on-CPU emulator: kernels give the right answers, and argument mistakes raise."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -181,8 +180,31 @@ def test_compile_error_shows_gxx_message_and_source_line():
         emulate.RawModule(code=source).get_function("broken")
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
-def test_nvcc_check():
-    emulate.nvcc_check(SOURCE)
-    with pytest.raises(RuntimeError, match="undeclared_name"):
-        emulate.nvcc_check('extern "C" __global__ void broken(float* x) { x[0] = undeclared_name; }')
+
+def test_which_kernels_run_without_barriers():
+    # Threads that never meet (no __syncthreads, no __shared__) may run on a few host threads.
+    source = r"""
+    __device__ float twice(float v) { return 2 * v; }
+    extern "C" __global__ void scale(float* x, int n) {
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) x[i] = twice(x[i]);
+    }
+    extern "C" __global__ void shift(float* x) { __shared__ float s[32]; s[threadIdx.x] = x[threadIdx.x];
+        __syncthreads(); x[threadIdx.x] = s[31 - threadIdx.x]; }
+    """
+    assert emulate._independent_kernels(source) == {"scale"}
+    # A helper outside the kernels that synchronises: no kernel is trusted to run without barriers.
+    assert emulate._independent_kernels(source + "__device__ void wait() { __syncthreads(); }") == set()
+    assert emulate._independent_kernels(SOURCE) == set()          # its block_sum template meets
+
+
+def test_independent_kernel_covers_every_thread(rng):
+    mod = emulate.RawModule(code=r"""
+    extern "C" __global__ void ids(long long* out) {          // every (block, thread) writes its slot once
+        long long t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+        long long b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+        long long n = blockDim.x * blockDim.y * blockDim.z;
+        out[b * n + t] += b * n + t + 1;
+    }""")
+    out = np.zeros(3 * 2 * 2 * (7 * 3 * 2), np.int64)
+    mod.get_function("ids")((3, 2, 2), (7, 3, 2), (out,))
+    np.testing.assert_array_equal(out, np.arange(1, out.size + 1))

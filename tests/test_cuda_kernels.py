@@ -4,7 +4,7 @@ Each test runs an op twice on the same inputs: through its fast kernel and with
 the kernels switched off (the readable reference). Where this machine has no GPU,
 "emulated" runs the very same kernel text on NumPy arrays through the CPU
 emulator (cuda/emulate.py, needs g++); "gpu" runs it on CuPy arrays and skips
-without a GPU. nvcc, where installed, also compiles every kernel file to PTX.
+without a GPU. tests/test_nvrtc_compile.py compiles every kernel for the GPU with NVRTC.
 """
 
 import numpy as np
@@ -179,22 +179,6 @@ def test_convmixer_block_gradcheck_through_the_kernels(where, rng):
     result = gradcheck(block, [x, w, b, gamma, beta], mode="random", n_directions=3)
     assert result.passed, result.inputs
     assert {"depthwise", "gelu", "batchnorm"} <= set(compiled)
-
-
-@pytest.mark.parametrize("name,defines", [
-    ("depthwise", dict(KH=5, KW=5, TH=8, TW=8, CT=32)),
-    ("depthwise", dict(KH=9, KW=9, TH=8, TW=8, CT=32)),
-    ("gelu", {}),
-    ("batchnorm", dict(RY=8)),
-])
-def test_kernel_files_compile_with_nvcc(name, defines):
-    import shutil
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc is not installed")
-    with open(f"{launch._HERE}/{name}.cu") as f:
-        body = f.read()
-    head = "typedef float T;\n" + "".join(f"#define {k} {v}\n" for k, v in defines.items())
-    emulate.nvcc_check(head + body)
 
 
 def test_gelu_without_grad_skips_the_slope(where, rng):

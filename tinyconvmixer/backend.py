@@ -12,6 +12,7 @@ import concurrent.futures
 import ctypes
 import ctypes.util
 import os
+import sys
 
 import numpy as np
 
@@ -25,13 +26,31 @@ class DeviceError(RuntimeError):
     """Raised when a device is asked for that this machine cannot provide."""
 
 
+def _import_cupy():
+    """`import cupy`, or for tests, with TINYCONVMIXER_SIMULATE_GPU=1, the strict CuPy stand-in
+    of the repository's tests/standin folder, which runs the GPU code paths on a CPU-only
+    machine (tests/README.md says what it checks and what it cannot). The variable may
+    also name a folder holding another stand-in package `cupy`; a `cupy` that is already
+    imported is used as it is."""
+    simulate = os.environ.get("TINYCONVMIXER_SIMULATE_GPU", "")
+    if simulate not in ("", "0") and "cupy" not in sys.modules:
+        folder = simulate if os.path.isdir(simulate) else os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "standin")
+        if not os.path.isdir(os.path.join(folder, "cupy")):
+            raise RuntimeError(f"TINYCONVMIXER_SIMULATE_GPU is set, but {folder} holds no CuPy stand-in "
+                               "(it lives in the repository's tests/standin folder)")
+        sys.path.insert(0, folder)
+    import cupy  # noqa: WPS433 (import inside a function on purpose)
+    return cupy
+
+
 def _load_cupy():
     """Import CuPy lazily (the CPU path must work without it installed)."""
     global _cupy, _cupy_error
     if _cupy is not None or _cupy_error is not None:
         return _cupy
     try:
-        import cupy  # noqa: WPS433 (import inside a function on purpose)
+        cupy = _import_cupy()
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("CuPy is installed but sees no CUDA GPU")
         _cupy = cupy
@@ -52,9 +71,9 @@ def check_device(device):
     if device == "gpu" and not gpu_available():
         raise DeviceError(
             "device 'gpu' was asked for but is not available "
-            f"({_cupy_error}). Install CuPy for your CUDA version, e.g. "
-            "`pip install -e '.[gpu]'` (cupy-cuda12x), on a machine with an "
-            "NVIDIA GPU, or use --device cpu.")
+            f"({_cupy_error}). On a machine with an NVIDIA GPU, install CuPy for its "
+            "CUDA version: `pip install -e '.[gpu]'` brings cupy-cuda13x (CUDA 13; "
+            "for CUDA 12: pip install cupy-cuda12x); or use --device cpu.")
     return device
 
 

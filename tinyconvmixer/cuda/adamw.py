@@ -16,6 +16,10 @@ CHUNK = 2048          # elements per block: 8 per thread at 256 threads
 THREADS = 256
 
 
+def defines(chunk=CHUNK):
+    return dict(CHUNK=chunk)
+
+
 def adamw_step(entries, chunk=CHUNK, threads=THREADS):
     """Update all parameters in place with one kernel launch.
 
@@ -42,5 +46,5 @@ def adamw_step(entries, chunk=CHUNK, threads=THREADS):
     # On the GPU the tables are uploaded; the kernel runs later on the same stream, and CuPy
     # hands freed memory out again only in stream order, so local references are enough.
     tables = [xp.asarray(t) for t in (ptrs, sizes, hyper, chunk_tensor, chunk_start)]
-    kernel = launch.kernel("adamw", "adamw_multi", arrays[0][0].dtype, CHUNK=chunk)
+    kernel = launch.kernel("adamw", "adamw_multi", arrays[0][0].dtype, **defines(chunk))
     kernel((chunk_tensor.size,), (threads,), tuple(tables))

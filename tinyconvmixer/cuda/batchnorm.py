@@ -14,8 +14,12 @@ RY = 8                    # rows per block of the channel_sums kernel (blockDim.
 PARTIAL_ROWS = 128        # block rows of channel_sums: partial sums the caller adds up
 
 
+def defines():
+    return dict(RY=RY)
+
+
 def _kernel(function, dtype):
-    return launch.kernel("batchnorm", function, dtype, RY=RY)
+    return launch.kernel("batchnorm", function, dtype, **defines())
 
 
 def channel_sums(a, b):

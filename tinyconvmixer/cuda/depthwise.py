@@ -11,15 +11,22 @@ from . import launch
 TILE = 8                                   # output tile of one block: TILE x TILE pixels
 SHARED_LIMIT = 48 * 1024                   # bytes of static shared memory a block may use
 PARTIAL_ROWS = 64                          # block rows of the weight-gradient kernel
+# Square kernels the kernels are compiled for (each size is its own compiled module, every
+# one checked by NVRTC in CI: tests/test_nvrtc_compile.py); other shapes take the plain path.
+KERNEL_SIZES = (1, 3, 5, 7, 9)
 
 
 def _channels_per_block(dtype):
     return 32 if dtype.itemsize == 4 else 16       # float: 32 x 8 = 256 threads; double: 128
 
 
+def defines(dtype, kh, kw):
+    """The compile-time constants of depthwise.cu for this element type and kernel size."""
+    return dict(KH=kh, KW=kw, TH=TILE, TW=TILE, CT=_channels_per_block(dtype))
+
+
 def _kernel(function, dtype, kh, kw):
-    return launch.kernel("depthwise", function, dtype, KH=kh, KW=kw, TH=TILE, TW=TILE,
-                         CT=_channels_per_block(dtype))
+    return launch.kernel("depthwise", function, dtype, **defines(dtype, kh, kw))
 
 
 def supported(x, w, b, stride, padding):
@@ -33,6 +40,7 @@ def supported(x, w, b, stride, padding):
     shared = ((TILE + kh - 1) * (TILE + kw - 1) + TILE * TILE + TILE) * ct * item   # the wgrad kernel's
     tiles = launch.blocks(H + 2 * padding[0] - kh + 1, TILE) * launch.blocks(W + 2 * padding[1] - kw + 1, TILE)
     return (launch.active(*[a for a in (x, w, b) if a is not None]) and tuple(stride) == (1, 1)
+            and kh == kw and kh in KERNEL_SIZES
             and 0 < N <= 65535 and x.size > 0 and tiles <= 65535
             and padding[0] <= kh - 1 and padding[1] <= kw - 1 and shared <= SHARED_LIMIT)
 

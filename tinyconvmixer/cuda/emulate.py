@@ -8,13 +8,27 @@ compiled as C++20 by g++, after a prelude that defines the CUDA built-ins
     mod.get_function("saxpy")((3,), (128,), (np.float32(2), x, y, np.int32(n)))
 
 Execution model (faithful enough to expose missing __syncthreads and
-shared-memory bugs): a launch starts one std::thread per CUDA thread of a block.
-Each thread walks all blocks in order (blockIdx.x fastest), runs the kernel
-body, then waits at a block-wide barrier, so block b+1 starts only when every
-thread has finished block b. __syncthreads() waits on that same barrier, and
+shared-memory bugs). Blocks run one after another (blockIdx.x fastest), and
 `__shared__` becomes `static`: one array shared by the threads of the block,
-exactly as on the GPU. Threads really run concurrently, so a race that is
-wrong on the GPU is (usually) wrong here too.
+exactly as on the GPU. Within a block there are two roads:
+
+* Kernels whose threads meet (a __syncthreads or __shared__ in their body, or
+  anywhere outside the kernels, where a __device__ function could hold one) run
+  their CUDA threads as fibers (ucontext coroutines, one stack each) on the
+  calling host thread. Each fiber runs until it reaches __syncthreads() or
+  returns; when all have, the next phase starts. Phases run the threads in
+  ascending and descending order by turns, so a missing __syncthreads() (a read
+  of what another thread writes in the same phase) gives a wrong result whichever
+  thread comes first, and the same one on every run. With
+  TINYCONVMIXER_EMULATOR=threads each CUDA thread is a host thread instead, and
+  __syncthreads() a real barrier: slower (a barrier across hundreds of host
+  threads costs about a millisecond on two cores), but truly concurrent, for
+  hunting races that only some interleavings show.
+* Kernels whose threads never meet take a cheaper road: a few host threads
+  (EMU_WORKERS) share the CUDA threads of every block between them, with no
+  barrier. A __syncthreads() reached on that road is reported as an emulator bug.
+
+Host threads come from a pool that keeps them between launches.
 
 What it adds over CuPy: every argument is checked against the C type the
 compiler sees (after typedefs): a float64 array for `const float*`, or a Python
@@ -50,6 +64,11 @@ PRELUDE = r"""
 #include <barrier>
 #include <bit>
 #include <cassert>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <pthread.h>
+#include <ucontext.h>
 #include <cmath>
 #include <math.h>   /* libstdc++: float overloads (sqrt(float)...) in the global namespace, as in CUDA */
 #include <cstdint>
@@ -91,7 +110,22 @@ struct EmuPhaseCheck {
     }
 };
 static std::barrier<EmuPhaseCheck>* emu_barrier;
-inline void __syncthreads() { ++emu_syncs; emu_barrier->arrive_and_wait(); }
+static std::atomic<bool> emu_unexpected_sync;    /* a __syncthreads() on the barrier-free road */
+
+/* Fibers: the CUDA threads of one block as coroutines on the launching host thread. */
+struct EmuFiber { ucontext_t context; uint3 index; bool done; };
+static ucontext_t emu_scheduler;                 /* where a fiber returns to at __syncthreads() */
+static EmuFiber* emu_current = nullptr;          /* the fiber running now (null off the fiber road) */
+static std::vector<EmuFiber> emu_fibers;
+static std::vector<char> emu_fiber_stacks;
+constexpr std::size_t EMU_FIBER_STACK = 256 * 1024;
+static std::function<void()> emu_fiber_body;      /* the kernel call of the current launch */
+static void emu_fiber_entry(int i) { emu_fiber_body(); emu_fibers[i].done = true; }   /* -> uc_link */
+
+inline void __syncthreads() {
+    if (emu_current) { swapcontext(&emu_current->context, &emu_scheduler); return; }
+    if (!emu_barrier) { emu_unexpected_sync = true; return; }
+    ++emu_syncs; emu_barrier->arrive_and_wait(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __threadfence_block() { __threadfence(); }
 
@@ -165,6 +199,56 @@ void emu_call(void (*kernel)(A...), void** params, std::index_sequence<I...>) {
     kernel(*static_cast<A*>(params[I])...);
 }
 
+/* Host threads are kept between launches (starting 256 of them costs milliseconds per launch) and
+   leave after EMU_IDLE_MS without work, so idle modules hold none. The pool lives on the heap and is
+   never destroyed: no destructor can run while a parked thread waits on it at exit. */
+struct EmuPool {
+    std::mutex mutex;
+    std::condition_variable wake, done;
+    std::function<void(unsigned)> job;
+    unsigned long generation = 0;
+    unsigned active = 0, remaining = 0;
+    std::vector<char> alive;             /* slot i: a host thread is parked, ready to run job(i) */
+};
+static EmuPool* emu_pool = new EmuPool;
+static const int emu_atfork = pthread_atfork(nullptr, nullptr, [] { emu_pool = new EmuPool; });  /* the child
+                                          has none of the parent's threads: start an empty pool */
+constexpr int EMU_IDLE_MS = 500;
+
+static void emu_pool_worker(EmuPool* pool, unsigned id, unsigned long seen) {
+    std::unique_lock<std::mutex> lock(pool->mutex);
+    for (;;) {
+        if (!pool->wake.wait_for(lock, std::chrono::milliseconds(EMU_IDLE_MS),
+                                 [&] { return pool->generation != seen; })) {
+            pool->alive[id] = 0;         /* idle: leave (under the lock, so no launch counts on us) */
+            return;
+        }
+        seen = pool->generation;
+        if (id >= pool->active) continue;
+        lock.unlock();
+        pool->job(id);
+        lock.lock();
+        if (--pool->remaining == 0) pool->done.notify_one();
+    }
+}
+
+/* Run job(0), ..., job(n - 1), each on its own host thread, and wait for all of them. */
+static void emu_pool_run(unsigned n, std::function<void(unsigned)> job) {
+    EmuPool* pool = emu_pool;
+    std::unique_lock<std::mutex> lock(pool->mutex);
+    if (pool->alive.size() < n) pool->alive.resize(n, 0);
+    for (unsigned i = 0; i < n; ++i)
+        if (!pool->alive[i]) {
+            pool->alive[i] = 1;
+            std::thread(emu_pool_worker, pool, i, pool->generation).detach();
+        }
+    pool->job = std::move(job);
+    pool->active = pool->remaining = n;
+    ++pool->generation;
+    pool->wake.notify_all();
+    pool->done.wait(lock, [&] { return pool->remaining == 0; });
+}
+
 static std::mutex emu_launch_mutex;   /* the globals above belong to one launch at a time */
 template <class... A>
 int emu_launch(void (*kernel)(A...), void** params,
@@ -174,9 +258,7 @@ int emu_launch(void (*kernel)(A...), void** params,
     const unsigned n = bx * by * bz;
     std::barrier<EmuPhaseCheck> barrier(n);
     emu_barrier = &barrier; emu_divergent = false;
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < n; ++t)
-        threads.emplace_back([&, t] {
+    emu_pool_run(n, [&](unsigned t) {
             threadIdx = {t % bx, t / bx % by, t / (bx * by)};
             for (unsigned z = 0; z < gz; ++z)
             for (unsigned y = 0; y < gy; ++y)
@@ -187,10 +269,77 @@ int emu_launch(void (*kernel)(A...), void** params,
             }
             ++emu_exits; barrier.arrive_and_drop();   /* lets the others finish if the counts diverged */
         });
-    for (auto& thread : threads) thread.join();
+    emu_barrier = nullptr;
     return emu_divergent;
 }
+
+/* The fiber road (see the module docstring). Returns 1 if a phase mixed __syncthreads() and returns. */
+template <class... A>
+int emu_launch_fibers(void (*kernel)(A...), void** params,
+                      unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+    std::lock_guard<std::mutex> lock(emu_launch_mutex);
+    gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
+    const unsigned n = bx * by * bz;
+    if (emu_fibers.size() < n) { emu_fibers.resize(n); emu_fiber_stacks.resize(n * EMU_FIBER_STACK); }
+    emu_fiber_body = [&] { emu_call(kernel, params, std::index_sequence_for<A...>{}); };
+    bool divergent = false;
+    unsigned long block = 0;
+    for (unsigned z = 0; z < gz; ++z)
+    for (unsigned y = 0; y < gy; ++y)
+    for (unsigned x = 0; x < gx; ++x, ++block) {
+        blockIdx = {x, y, z};
+        for (unsigned t = 0; t < n; ++t) {
+            EmuFiber& f = emu_fibers[t];
+            f.index = {t % bx, t / bx % by, t / (bx * by)};
+            f.done = false;
+            getcontext(&f.context);
+            f.context.uc_stack.ss_sp = &emu_fiber_stacks[t * EMU_FIBER_STACK];
+            f.context.uc_stack.ss_size = EMU_FIBER_STACK;
+            f.context.uc_link = &emu_scheduler;
+            makecontext(&f.context, (void (*)())emu_fiber_entry, 1, int(t));
+        }
+        for (unsigned long phase = block, waiting = n; waiting; ++phase) {
+            unsigned synced = 0, returned = 0;
+            for (unsigned k = 0; k < n; ++k) {
+                EmuFiber& f = emu_fibers[phase % 2 ? n - 1 - k : k];   /* up and down by turns */
+                if (f.done) continue;
+                emu_current = &f; threadIdx = f.index;
+                swapcontext(&emu_scheduler, &f.context);
+                ++(f.done ? returned : synced);
+            }
+            emu_current = nullptr;
+            divergent |= synced && returned;     /* some wait at a barrier the others never reach */
+            waiting = synced;
+        }
+    }
+    return divergent;
+}
+
+/* The barrier-free road: `workers` host threads; host thread w runs CUDA threads w, w + workers, ...
+   of every block. Returns 2 if the kernel reached __syncthreads() after all. */
+template <class... A>
+int emu_launch_independent(void (*kernel)(A...), void** params, unsigned gx, unsigned gy, unsigned gz,
+                           unsigned bx, unsigned by, unsigned bz, unsigned workers) {
+    std::lock_guard<std::mutex> lock(emu_launch_mutex);
+    gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
+    const unsigned n = bx * by * bz;
+    workers = std::max(1u, std::min(workers, n));
+    emu_barrier = nullptr; emu_unexpected_sync = false;
+    emu_pool_run(workers, [&](unsigned w) {
+            for (unsigned z = 0; z < gz; ++z)
+            for (unsigned y = 0; y < gy; ++y)
+            for (unsigned x = 0; x < gx; ++x)
+                for (unsigned t = w; t < n; t += workers) {
+                    blockIdx = {x, y, z};
+                    threadIdx = {t % bx, t / bx % by, t / (bx * by)};
+                    emu_call(kernel, params, std::index_sequence_for<A...>{});
+                }
+        });
+    return emu_unexpected_sync ? 2 : 0;
+}
 """
+
+EMU_WORKERS = 4            # host threads for a kernel whose CUDA threads never meet
 
 # `extern "C" __global__ void [__launch_bounds__(..)] name(params)`: the kernels the module exports.
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+'
@@ -216,22 +365,6 @@ def available():
     return probe.returncode == 0
 
 
-def nvcc_check(source, options=()):
-    """Compile `source` to PTX (nvcc, sm_80) to catch what g++ accepts but CUDA does not; raise on error."""
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        raise RuntimeError("nvcc_check: nvcc is not on PATH")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "kernel.cu")
-        with open(path, "w") as f:
-            f.write(source)
-        command = [nvcc, "--ptx", "-arch=sm_80", "-x", "cu", *_defines(options), path,
-                   "-o", os.path.join(tmp, "kernel.ptx")]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError("nvcc rejected the kernel source:\n" + _trim(result.stderr, tmp))
-
-
 def _defines(options):
     """The -D options of an NVRTC option list (others, like --use_fast_math, mean nothing here)."""
     return [o.replace("--define-macro=", "-D") for o in options if o.startswith(("-D", "--define-macro="))]
@@ -251,15 +384,45 @@ def _parse_kernels(source):
     return kernels
 
 
+_MEETING = re.compile(r"__syncthreads|__shared__")
+
+
+def _independent_kernels(source):
+    """Names of the kernels whose threads never meet: no __syncthreads or __shared__ in their own
+    body, and none anywhere outside the kernel bodies (where a __device__ function could hold one)."""
+    text = _COMMENT.sub(" ", source)
+    bodies, outside, pos = {}, [], 0
+    for m in _KERNEL.finditer(text):
+        start = text.find("{", m.end())
+        depth, end = 0, start
+        for end in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        bodies[m[1]] = text[start:end + 1]
+        outside.append(text[pos:m.start()])
+        pos = end + 1
+    outside.append(text[pos:])
+    if _MEETING.search("".join(outside)):
+        return set()
+    return {name for name, body in bodies.items() if not _MEETING.search(body)}
+
+
 def _build(source, kernels, options):
     """Compile prelude + source + one launcher per kernel into a cached shared library and load it."""
     def dynamic_shared(m):   # keep the line count, so g++'s line numbers stay those of the source
         pointer = f"{m[1]}* const {m[2]} = reinterpret_cast<{m[1]}*>(emu_dynamic_shared);"
         return pointer + "\n" * m[0].count("\n")
-    launchers = "".join(
-        f"EMU_EXPORT int emu_launch_{k}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, "
-        f"unsigned bz, void** p) {{ return emu_launch({k}, p, gx, gy, gz, bx, by, bz); }}\n"
-        f"EMU_EXPORT const char* emu_signature_{k}() {{ return emu_signature({k}); }}\n" for k in kernels)
+    independent = _independent_kernels(source)
+
+    def launcher(k):
+        run = (f"emu_launch_independent({k}, p, gx, gy, gz, bx, by, bz, {EMU_WORKERS})" if k in independent
+               else f"threads ? emu_launch({k}, p, gx, gy, gz, bx, by, bz) "
+                    f": emu_launch_fibers({k}, p, gx, gy, gz, bx, by, bz)")
+        return (f"EMU_EXPORT int emu_launch_{k}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, "
+                f"unsigned by, unsigned bz, void** p, int threads) {{ return {run}; }}\n"
+                f"EMU_EXPORT const char* emu_signature_{k}() {{ return emu_signature({k}); }}\n")
+    launchers = "".join(launcher(k) for k in kernels)
     source = _DYNAMIC_SHARED.sub(dynamic_shared, source)
     text = (f'#line 1 "emu_prelude"\n{PRELUDE}\n#line 1 "kernel.cu"\n{source}\n'
             f'#line 1 "emu_launchers"\n{launchers}')
@@ -304,7 +467,7 @@ class Kernel:
     def __init__(self, library, name, declared):
         self.name = name
         self._launch = getattr(library, "emu_launch_" + name)
-        self._launch.argtypes = [ctypes.c_uint] * 6 + [ctypes.POINTER(ctypes.c_void_p)]
+        self._launch.argtypes = [ctypes.c_uint] * 6 + [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int]
         signature = getattr(library, "emu_signature_" + name)
         signature.restype = ctypes.c_char_p
         types = signature().decode().split()          # the compiler's view, typedefs resolved
@@ -325,7 +488,11 @@ class Kernel:
                             f"({', '.join(p[0] for p in self.params)}), got {_describe(args)}")
         values = [self._pack(param, arg) for param, arg in zip(self.params, args)]
         pointers = (ctypes.c_void_p * len(values))(*(v.ctypes.data for v in values))
-        if self._launch(*grid, *block, pointers):
+        status = self._launch(*grid, *block, pointers, os.environ.get("TINYCONVMIXER_EMULATOR") == "threads")
+        if status == 2:
+            raise RuntimeError(f"kernel '{self.name}' reached __syncthreads() though the emulator found none in "
+                               "its source and ran its threads without barriers: an emulator bug")
+        if status:
             raise RuntimeError(f"kernel '{self.name}': some threads of a block waited at __syncthreads() "
                                "while others had returned from the kernel: undefined behaviour on the GPU")
 

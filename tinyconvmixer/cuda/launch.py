@@ -65,14 +65,19 @@ def active(*arrays):
     return dtype.name in C_TYPES and all(a.dtype == dtype for a in arrays)
 
 
+def source(name, dtype, **defines):
+    """The CUDA C text compiled for `name`.cu, element type dtype and #define'd constants."""
+    with open(os.path.join(_HERE, name + ".cu")) as f:
+        body = f.read()
+    head = [f"typedef {C_TYPES[dtype.name]} T;"] + [f"#define {k} {v}" for k, v in sorted(defines.items())]
+    return "\n".join(head) + "\n" + body
+
+
 def module(name, dtype, **defines):
     """The compiled module of `name`.cu for element type dtype with #define'd constants."""
     key = (name, dtype.name, tuple(sorted(defines.items())), _emulating)
     if key not in _modules:
-        with open(os.path.join(_HERE, name + ".cu")) as f:
-            body = f.read()
-        head = [f"typedef {C_TYPES[dtype.name]} T;"] + [f"#define {k} {v}" for k, v in sorted(defines.items())]
-        code = "\n".join(head) + "\n" + body
+        code = source(name, dtype, **defines)
         if _emulating:
             from . import emulate
             _modules[key] = emulate.RawModule(code=code)
@@ -120,3 +125,16 @@ def grid_stride(n, threads=256, max_blocks=4096):
     """(grid, block) for a kernel whose threads walk n elements in a grid-stride loop
     (i += gridDim.x * blockDim.x): enough blocks to fill the GPU, not one per element."""
     return (min(max_blocks, blocks(n, threads)),), (threads,)
+
+
+def configurations():
+    """Every (file, dtype, defines) that the ops can ask module() for: the list that
+    `python -m tinyconvmixer.cuda.nvrtc` compiles for the GPU (tests/test_nvrtc_compile.py)."""
+    import numpy as np
+    from . import adamw, batchnorm, depthwise
+    configs = []
+    for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
+        configs += [("gelu", dtype, {}), ("batchnorm", dtype, batchnorm.defines()),
+                    ("adamw", dtype, adamw.defines())]
+        configs += [("depthwise", dtype, depthwise.defines(dtype, k, k)) for k in depthwise.KERNEL_SIZES]
+    return configs
