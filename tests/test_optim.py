@@ -1,9 +1,12 @@
 """AdamW, triangular_lr and clip_grad_norm_ against PyTorch and np.interp."""
 
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 
-from tinyconvmixer import Tensor, nn
+from tinyconvmixer import Tensor, backend, nn
 from tinyconvmixer.optim import AdamW, clip_grad_norm_, triangular_lr
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
@@ -140,8 +143,8 @@ def test_clip_grad_norm_matches_pytorch(max_norm):
         q.grad = torch.tensor(g)
     total = clip_grad_norm_(params, max_norm)
     ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
-    assert isinstance(total, float)
-    assert total == pytest.approx(float(ttotal), rel=1e-6)
+    assert total.shape == ()                   # a 0-d array, like PyTorch's 0-d tensor
+    assert float(total) == pytest.approx(float(ttotal), rel=1e-6)
     for p, q in zip(params, tparams):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-6)
 
@@ -151,8 +154,28 @@ def test_clip_grad_norm_accepts_a_generator_and_no_grads():
     assert clip_grad_norm_(m.parameters(), 1.0) == 0.0
     m.weight.grad = np.full((2, 3), 10.0, np.float32)
     total = clip_grad_norm_(m.parameters(), 1.0)
-    assert total == pytest.approx(np.sqrt(600))
+    assert float(total) == pytest.approx(np.sqrt(600))
     assert np.sqrt((m.weight.grad ** 2).sum()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clip_grad_norm_never_waits_for_the_device(device):
+    """Norm, factor and scaling stay on the device: no host synchronisation (checked on the GPU
+    with cupyx.allow_synchronize, which the CuPy stand-in enforces)."""
+    xp = backend.xp_for(device)
+    m = nn.Linear(3, 2).to(device)
+    m.weight.grad = xp.full((2, 3), 10.0, np.float32)
+    no_sync = contextlib.nullcontext()
+    if device == "gpu":
+        cupyx = pytest.importorskip("cupyx")
+        if not hasattr(cupyx, "allow_synchronize"):
+            pytest.skip("this CuPy has no cupyx.allow_synchronize")
+        no_sync = cupyx.allow_synchronize(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                   # allow_synchronize is deprecated in CuPy
+        with no_sync:
+            total = clip_grad_norm_(m.parameters(), 1.0)
+    assert float(total) == pytest.approx(np.sqrt(600))
+    assert backend.to_numpy(m.weight.grad) == pytest.approx(np.full((2, 3), 1 / np.sqrt(6)), rel=1e-5)
 
 
 def test_optimizer_rejects_non_parameters():
