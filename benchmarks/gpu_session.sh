@@ -13,8 +13,9 @@
 # Results go to $OUT (default gpu-results/), at most 8 files: session.txt (what ran, how long,
 # and whether it passed), env.txt, gradcheck.txt, pytest.txt, bench.txt, bench-gpu.json,
 # train.txt and run.tar.gz (the training run's folder). The exit status is 0 only if every
-# stage passed. The whole session stays inside $SESSION_SECONDS (default 520: a 9-minute
-# command with room to spare); a stage that would overrun is stopped and counts as failed.
+# stage passed. Each stage has a time limit (gradcheck 90 s, tests 240 s, bench and train
+# 180 s each) and the whole session stays inside $SESSION_SECONDS (default 520: a 9-minute
+# command with room to spare); a stage stopped at its limit counts as failed.
 #
 # The data: copy ../shared/data/cifar10-jpeg.tar.gz into .data/ (git-ignored) before the
 # machine starts, and bring .data along with the working tree; $DATA overrides the path.
@@ -39,10 +40,12 @@ summary="$OUT/session.txt"
 : > "$summary"
 failed=0
 
-# run NAME LOGFILE COMMAND...: the command under the time left, its output to LOGFILE and the screen's tail.
+# run NAME CAP LOGFILE COMMAND...: the command for at most CAP seconds (and never past the session's
+# deadline, so one stage that hangs cannot eat the others' time), its output to LOGFILE, its tail shown.
 run() {
-    local name=$1 log=$2; shift 2
+    local name=$1 cap=$2 log=$3; shift 3
     local left=$(( deadline - $(date +%s) ))
+    [ "$left" -gt "$cap" ] && left=$cap
     if [ "$left" -le 5 ]; then
         echo "$name: SKIPPED, no time left in the session" | tee -a "$summary"
         failed=1
@@ -54,7 +57,7 @@ run() {
     status=$?
     tail -n 12 "$log"
     local verdict="passed"
-    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then verdict="STOPPED at the session's deadline"
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then verdict="STOPPED after ${left} s (its time limit)"
     elif [ "$status" -ne 0 ]; then verdict="FAILED (exit $status)"; fi
     [ "$verdict" = "passed" ] || failed=1
     echo "$name: $verdict in $(( $(date +%s) - start )) s" | tee -a "$summary"
@@ -83,27 +86,27 @@ EOF
         if grep -q "sees a GPU: True" "$OUT/env.txt"; then echo "env: passed" >> "$summary"
         else echo "env: FAILED (tinyconvmixer sees no GPU)" | tee -a "$summary"; failed=1; fi ;;
       gradcheck)
-        run gradcheck "$OUT/gradcheck.txt" $py -m tinyconvmixer.gradcheck --device gpu ;;
+        run gradcheck 90 "$OUT/gradcheck.txt" $py -m tinyconvmixer.gradcheck --device gpu ;;
       tests)
-        run tests "$OUT/pytest.txt" $py -m pytest -q -m gpu -rs -p no:cacheprovider ;;
+        run tests 240 "$OUT/pytest.txt" $py -m pytest -q -m gpu -rs -p no:cacheprovider ;;
       bench)
         if [ -n "$simulated" ]; then      # the stand-in: every row once, tiny, on the plain paths
-            run bench "$OUT/bench.txt" env TINYCONVMIXER_CUDA_KERNELS=0 $py benchmarks/bench.py --device gpu \
+            run bench 180 "$OUT/bench.txt" env TINYCONVMIXER_CUDA_KERNELS=0 $py benchmarks/bench.py --device gpu \
                 --batch-size 2 --repeats 1 --warmup 0 --json "$OUT/bench-gpu.json"
         else
-            run bench "$OUT/bench.txt" $py benchmarks/bench.py --device gpu --json "$OUT/bench-gpu.json"
+            run bench 180 "$OUT/bench.txt" $py benchmarks/bench.py --device gpu --json "$OUT/bench-gpu.json"
         fi ;;
       train)
         rm -rf "$OUT/run"
         if [ -n "$simulated" ]; then
-            run train "$OUT/train.txt" env TINYCONVMIXER_CUDA_KERNELS=0 \
+            run train 180 "$OUT/train.txt" env TINYCONVMIXER_CUDA_KERNELS=0 \
                 $py -m tinyconvmixer.train --device gpu --smoke --epochs 1 --out "$OUT/run"
         elif [ ! -f "$DATA" ]; then
             echo "train: FAILED: no data at $DATA (copy ../shared/data/cifar10-jpeg.tar.gz into .data/ and" \
                  "name .data in the device tool's carry, or set DATA)" | tee -a "$summary"
             failed=1
         else
-            run train "$OUT/train.txt" $py -m tinyconvmixer.train --device gpu --data "$DATA" --epochs 1 \
+            run train 180 "$OUT/train.txt" $py -m tinyconvmixer.train --device gpu --data "$DATA" --epochs 1 \
                 --out "$OUT/run"
         fi
         if [ -d "$OUT/run" ]; then
