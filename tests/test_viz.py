@@ -86,7 +86,7 @@ def test_reads_only_shapes_and_dtypes(tmp_path):
 
 def test_layout_puts_inputs_above_their_first_user():
     a, b, c, d, L = _shared_graph()
-    where = viz.layout(viz.trace(L))
+    where, routes = viz.layout(viz.trace(L))
     layer = {k: v[1] for k, v in where.items()}
     assert layer == {4: 0, 3: 1, 2: 2, 1: 3, 0: 3}         # a sits above c, its highest user
 

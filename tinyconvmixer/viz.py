@@ -79,15 +79,15 @@ def trace(tensor, names=None):
     return nodes
 
 
-def node_label(node, notes=None):
-    """The text of a node's box: what it is, then its shape and dtype (and a note)."""
+def node_label(node, notes=None, shapes=True):
+    """The text of a node's box: what it is, then its shape and dtype (unless shapes=False), and a note."""
     if node.kind == "op":
         title = f"{node.name} = {node.op}" if node.name else node.op
         if node.freed:
             title += " (freed)"
     else:
         title = node.name or ("leaf" if node.kind == "param" else "constant")
-    lines = [title, f"{node.shape} {node.dtype}"]
+    lines = [title] + ([f"{node.shape} {node.dtype}"] if shapes else [])
     if notes and node.key in notes:
         lines.append(notes[node.key])
     return "\n".join(lines)
@@ -98,23 +98,18 @@ def _notes_by_key(tensor, notes):
     if not notes:
         return {}
     key_of = {id(t): k for k, t in enumerate(forward_order(tensor))}
-    by_id = {id(t): text for t, text in _items(notes)}
-    return {key_of[i]: text for i, text in by_id.items() if i in key_of}
-
-
-def _items(notes):
-    """(tensor, text) pairs from a dict keyed by tensors or a list of pairs."""
-    return notes.items() if isinstance(notes, dict) else notes
+    return {key_of[id(t)]: text for t, text in notes.items() if id(t) in key_of}
 
 
 def _dot_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(tensor, names=None, notes=None):
+def to_dot(tensor, names=None, notes=None, shapes=True):
     """Graphviz DOT text of the graph behind `tensor` (inputs on top, the tensor at the bottom).
 
-    names: {name: tensor} labels boxes; notes: {tensor: text} adds a line to a box.
+    names: {name: tensor} labels boxes; notes: {tensor: text} adds a line to a box;
+    shapes=False leaves out the shapes and dtypes.
     Render it with `dot -Tpng` or any online Graphviz viewer; `draw` needs no Graphviz.
     """
     nodes = trace(tensor, names)
@@ -124,7 +119,7 @@ def to_dot(tensor, names=None, notes=None):
     for n in nodes:
         colour = COLOURS["root"] if n is nodes[-1] else COLOURS[n.kind]
         extra = ', style="rounded,filled,dashed"' if n.kind == "const" else ""
-        lines.append(f"  n{n.key} [label={_dot_string(node_label(n, notes))}, fillcolor=\"{colour}\"{extra}];")
+        lines.append(f"  n{n.key} [label={_dot_string(node_label(n, notes, shapes))}, fillcolor=\"{colour}\"{extra}];")
     for n in nodes:
         for k, grad_flows in n.inputs:
             lines.append(f"  n{k} -> n{n.key}" + ("" if grad_flows else " [style=dashed]") + ";")
@@ -132,13 +127,17 @@ def to_dot(tensor, names=None, notes=None):
     return "\n".join(lines) + "\n"
 
 
-def layout(nodes, sweeps=4):
-    """Layer and position of every node: {key: (x, layer)}, the output in layer 0 at the bottom.
+def layout(nodes, sweeps=6):
+    """Where to put every node: ({key: (x, layer)}, routes), the output in layer 0 at the bottom.
 
     A node's layer is one more than that of its highest user (the longest path
     to the output), so every input sits just above the first op that needs it.
-    Within a layer, nodes are ordered by the mean position of their neighbours
-    (a few sweeps of the barycentre heuristic), which removes most crossings.
+    An arrow that skips layers (a residual connection, an input used again much
+    later) passes through a waypoint in each layer it crosses, which takes a slot
+    in that layer like a node, so it never runs through a box; `routes[(src, dst,
+    i)]` lists those waypoints (x, layer), top to bottom, for the i-th input of dst.
+    Within a layer, nodes and waypoints are ordered by the mean position of their
+    neighbours (a few sweeps of the barycentre heuristic), which removes most crossings.
     """
     users = {n.key: [] for n in nodes}
     for n in nodes:
@@ -147,51 +146,65 @@ def layout(nodes, sweeps=4):
     layer = {}
     for n in reversed(nodes):                 # users come later in forward order
         layer[n.key] = 1 + max((layer[u] for u in users[n.key]), default=-1)
-    rows = {}
+    up = {n.key: [] for n in nodes}           # neighbours one layer up (inputs or waypoints)
+    down = {n.key: [] for n in nodes}         # and one layer down
+    route_ids = {}
     for n in nodes:
-        rows.setdefault(layer[n.key], []).append(n.key)
-    inputs = {n.key: [k for k, _ in n.inputs] for n in nodes}
-    pos = {k: float(i) for row in rows.values() for i, k in enumerate(row)}
+        for i, (k, _) in enumerate(n.inputs):
+            chain = [k] + [("via", k, n.key, i, r) for r in range(layer[k] - 1, layer[n.key], -1)] + [n.key]
+            for a, b in zip(chain, chain[1:]):
+                up.setdefault(b, []).append(a)
+                down.setdefault(a, []).append(b)
+                layer.setdefault(b, layer[a] - 1)
+            route_ids[(k, n.key, i)] = chain[1:-1]
+    rows = {}
+    for key in up:                            # forward order of the nodes, then their waypoints
+        rows.setdefault(layer[key], []).append(key)
+    pos = {}
 
-    def reorder(row_ids, neighbours):
-        def centre(k):
-            ks = neighbours[k]
-            return sum(pos[j] for j in ks) / len(ks) if ks else pos[k]
-        row = sorted(rows[row_ids], key=lambda k: (centre(k), pos[k]))
-        rows[row_ids] = row
-        for i, k in enumerate(row):
-            pos[k] = i - (len(row) - 1) / 2
+    def reorder(r, neighbours):
+        def centre(key):
+            ks = neighbours[key]
+            return sum(pos[j] for j in ks) / len(ks) if ks else pos[key]
+        rows[r] = sorted(rows[r], key=lambda key: (centre(key), pos[key]))
+        for i, key in enumerate(rows[r]):
+            pos[key] = i - (len(rows[r]) - 1) / 2
 
-    for row_ids in rows:
-        reorder(row_ids, {k: [] for k in rows[row_ids]})
+    for r, row in rows.items():
+        for i, key in enumerate(row):
+            pos[key] = i - (len(row) - 1) / 2
     top = max(rows)
     for _ in range(sweeps):
         for r in range(1, top + 1):               # from the output upwards: follow the users
-            reorder(r, users)
+            reorder(r, down)
         for r in range(top - 1, -1, -1):          # and back down: follow the inputs
-            reorder(r, inputs)
-    return {k: (pos[k], layer[k]) for k in pos}
+            reorder(r, up)
+    where = {n.key: (pos[n.key], layer[n.key]) for n in nodes}
+    routes = {edge: [(pos[v], layer[v]) for v in via] for edge, via in route_ids.items()}
+    return where, routes
 
 
-def draw(tensor, path=None, names=None, notes=None, ax=None, title=None, dpi=110):
+def draw(tensor, path=None, names=None, notes=None, shapes=True, ax=None, title=None, dpi=110):
     """Draw the graph behind `tensor` with matplotlib (no Graphviz program needed).
 
     Returns the matplotlib Figure (shown inline by Jupyter); writes it to `path`
-    (PNG, SVG, ... by extension) if given. Pass `ax` to draw into existing axes.
+    (PNG, SVG, ... by extension) if given. names, notes and shapes as for `to_dot`;
+    pass `ax` to draw into existing axes.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyBboxPatch
 
     nodes = trace(tensor, names)
     notes = _notes_by_key(tensor, notes)
-    where = layout(nodes)
-    labels = {n.key: node_label(n, notes) for n in nodes}
+    where, routes = layout(nodes)
+    labels = {n.key: node_label(n, notes, shapes) for n in nodes}
     char_w, line_h = 0.075, 0.16                       # box size per character / per line (x units)
     width = max(max(len(s) for s in text.split("\n")) for text in labels.values()) * char_w + 0.3
     height = max(text.count("\n") + 1 for text in labels.values()) * line_h + 0.15
     gap_x, gap_y = width + 0.35, height + 0.55
-    n_layers = 1 + max(layer for _, layer in where.values())
-    n_wide = max(sum(1 for _, layer in where.values() if layer == r) for r in range(n_layers))
+    slots = [x for x, _ in where.values()] + [x for via in routes.values() for x, _ in via]
+    layers = [layer for _, layer in where.values()]
+    n_wide, n_layers = max(slots) - min(slots) + 1, max(layers) + 1
     if ax is None:
         fig = Figure(figsize=(max(3.0, n_wide * gap_x * 1.05 + 0.4), max(2.0, n_layers * gap_y * 1.05 + 0.3)),
                      layout="constrained")
@@ -207,17 +220,20 @@ def draw(tensor, path=None, names=None, notes=None, ax=None, title=None, dpi=110
                                     edgecolor="0.35", lw=0.9, ls="--" if n.kind == "const" else "-"))
         ax.text(x, y, labels[n.key], ha="center", va="center", fontsize=8, family="DejaVu Sans")
     for n in nodes:
-        x1, y1 = xy[n.key]
         repeats = [k for k, _ in n.inputs]
         for i, (k, grad_flows) in enumerate(n.inputs):
-            x0, y0 = xy[k]
-            span = round((y0 - y1) / gap_y)
-            rad = 0.25 if span > 1 else 0.0
-            if repeats.count(k) > 1:            # x * x: one arrow per use, bent apart
-                rad = 0.3 * (1 if repeats[:i].count(k) % 2 else -1)
-            ax.annotate("", xy=(x1, y1 + height / 2), xytext=(x0, y0 - height / 2),
-                        arrowprops=dict(arrowstyle="-|>", color="0.3", lw=0.9, ls="-" if grad_flows else "--",
-                                        shrinkA=1, shrinkB=1, connectionstyle=f"arc3,rad={rad}"))
+            style = "-" if grad_flows else "--"
+            points = [(xy[k][0], xy[k][1] - height / 2)]
+            for x, layer in routes[(k, n.key, i)]:    # waypoints: through the layers' gaps
+                points += [(x * gap_x, layer * gap_y + height / 2), (x * gap_x, layer * gap_y - height / 2)]
+            points.append((xy[n.key][0], xy[n.key][1] + height / 2))
+            if len(points) > 2:
+                ax.plot([p[0] for p in points[:-1]], [p[1] for p in points[:-1]], color="0.3", lw=0.9, ls=style)
+            rad = 0.3 * (1 if repeats[:i].count(k) % 2 else -1) if repeats.count(k) > 1 else 0.0   # x * x
+            ax.annotate("", xy=points[-1], xytext=points[-2],
+                        arrowprops=dict(arrowstyle="-|>", color="0.3", lw=0.9, ls=style,
+                                        shrinkA=0 if len(points) > 2 else 1, shrinkB=1,
+                                        connectionstyle=f"arc3,rad={rad}"))
     xs = [p[0] for p in xy.values()]
     ys = [p[1] for p in xy.values()]
     ax.set_xlim(min(xs) - width / 2 - 0.2, max(xs) + width / 2 + 0.2)
