@@ -35,7 +35,6 @@ cost nothing, and a run without --diagnostics never creates this object.
 
 import csv
 import io
-import math
 import os
 
 from . import backend
@@ -266,11 +265,6 @@ def summary(rows, stat, at=None):
             out[layer] = picks[-1]
     return out
 
-
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return math.nan if n == 0 else (values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2]))
 
 
 # ----- filters before and after ----------------------------------------------------------------------
