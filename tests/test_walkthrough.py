@@ -314,3 +314,121 @@ def test_figure_script_names_every_figure():
     text = WALKTHROUGH.read_text(encoding="utf-8")
     for png in sorted(set(re.findall(r"docs/figures/([\w.-]+\.png)", text))):
         assert png in script, f"docs/figures/{png} is shown but make_figures.py does not make it"
+
+
+# --------------------------------------------------------------------------------------
+# The notebook, the core path and its reading time
+# --------------------------------------------------------------------------------------
+
+def _load_make_notebook():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_notebook", REPO / "docs" / "make_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebook_is_in_sync():
+    """walkthrough.ipynb is what docs/make_notebook.py makes of walkthrough.md: the same python
+    blocks, in the same order, as code cells without outputs."""
+    import json
+    make_notebook = _load_make_notebook()
+    wanted = make_notebook.notebook_json(WALKTHROUGH.read_text(encoding="utf-8"))
+    current = (REPO / "walkthrough.ipynb").read_text(encoding="utf-8")
+    assert current == wanted, "walkthrough.ipynb is out of date: run python docs/make_notebook.py"
+    notebook = json.loads(current)
+    assert (notebook["nbformat"], notebook["nbformat_minor"]) == (4, 5)
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert ["".join(c["source"]) + "\n" for c in code] == [b.code for b in BLOCKS if b.lang == "python"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    markdown = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    for heading in re.findall(r"^#{2,3} .+$", WALKTHROUGH.read_text(encoding="utf-8"), flags=re.M):
+        assert heading in markdown, heading
+
+
+SIDE_ROAD = re.compile(r"^(#{2,6}) Side road: ")
+HEADING = re.compile(r"^(#{1,6}) ")
+
+
+def side_road_lines(text):
+    """1-based line numbers inside the sections whose heading starts with 'Side road:'
+    (a section ends at the next heading of the same or a higher level)."""
+    inside, level, in_code = set(), None, False
+    for n, line in enumerate(text.split("\n"), start=1):
+        if FENCE.match(line):
+            in_code = not in_code
+        heading = None if in_code else HEADING.match(line)
+        if heading and level is not None and len(heading.group(1)) <= level:
+            level = None
+        if heading and SIDE_ROAD.match(line):
+            level = len(heading.group(1))
+        if level is not None:
+            inside.add(n)
+    return inside
+
+
+def _names(code):
+    """(names a block defines, names it reads) at any depth, by its syntax tree."""
+    import ast
+    import builtins
+    tree = ast.parse(code)
+    defined, used = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (defined if isinstance(node.ctx, (ast.Store, ast.Del)) else used).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return defined, used - set(dir(builtins))
+
+
+def test_core_path_does_not_need_the_side_roads():
+    """A reader who skips every 'Side road' section can run the rest: no block outside them
+    reads a name that only a side-road block defines."""
+    side = side_road_lines(WALKTHROUGH.read_text(encoding="utf-8"))
+    assert len({b.line for b in BLOCKS if b.line in side and b.lang == "python"}) >= 3, "side roads lost their code"
+    core_names, side_only, problems = set(), set(), []
+    for block in (b for b in BLOCKS if b.lang == "python"):
+        defined, used = _names(block.code)
+        if block.line in side:
+            side_only |= defined - core_names
+            continue
+        missing = (used - defined - core_names) & side_only
+        if missing:
+            problems.append(f"block at line {block.line} uses {sorted(missing)}, defined only in a side road")
+        core_names |= defined
+    assert not problems, "\n".join(problems)
+
+
+def core_path_size(text):
+    """(words of prose, lines of python) outside the side roads, code blocks' outputs not counted."""
+    side = side_road_lines(text)
+    words = code_lines = 0
+    in_block, lang = False, ""
+    for n, line in enumerate(text.split("\n"), start=1):
+        m = FENCE.match(line)
+        if m:
+            in_block, lang = (not in_block), (m.group(3).lower() if not in_block else "")
+            continue
+        if n in side or line.strip().startswith("<!--"):
+            continue
+        if not in_block:
+            words += len(line.split())
+        elif lang == "python" and line.strip():
+            code_lines += 1
+    return words, code_lines
+
+
+def test_stated_reading_time_of_the_core_path():
+    """The introduction's reading time is recounted: words at 200 a minute, code at 20 lines a minute."""
+    text = WALKTHROUGH.read_text(encoding="utf-8")
+    words, code_lines = core_path_size(text)
+    m = re.search(r"about ([\d,]+) words and ([\d,]+) lines of Python:\s+(?:about )?([\d,]+) minutes", text)
+    assert m, "walkthrough.md no longer states the core path's size and reading time"
+    stated_words, stated_lines, stated_minutes = (int(g.replace(",", "")) for g in m.groups())
+    assert abs(stated_words - words) <= 0.05 * words, f"core path: {words} words, stated {stated_words}"
+    assert abs(stated_lines - code_lines) <= 0.05 * code_lines, f"core path: {code_lines} lines, stated {stated_lines}"
+    assert abs(stated_minutes - (words / 200 + code_lines / 20)) <= 5, stated_minutes

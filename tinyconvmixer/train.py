@@ -38,6 +38,7 @@ from . import __version__, backend, nn
 from . import functional as F
 from .checkpoint import CheckpointError, interrupts_deferred, load_checkpoint, restore, save_checkpoint
 from .data import DataError, TestTransform, TrainTransform, get_batch, iterate_batches, load_cifar10
+from .diagnostics import Diagnostics
 from .optim import AdamW, clip_grad_norm_, triangular_lr
 from .plots import plot_curves, plot_filters
 from .runlog import ProgressBar, epoch_line, write_json, write_metrics
@@ -87,6 +88,8 @@ def build_parser():
     a("--resume", default=None, metavar="CHECKPOINT",
       help="continue a run from its last.npz (settings come from it; output goes to its folder unless --out)")
     a("--smoke", action="store_true", help="a tiny model on the bundled sample, under a minute")
+    a("--diagnostics", action="store_true",
+      help="record per-layer activation, gradient and update statistics: diagnostics.csv and .png")
     return p
 
 
@@ -215,12 +218,16 @@ def train_one_epoch(run, progress):
             continue                                    # done before the checkpoint we resumed from
         x, y = get_batch(images, labels, idx, run.device)         # uint8 (N, 32, 32, 3) on the device
         x = Tensor(run.augment(x, np.random.default_rng([args.seed, epoch, i])))   # float32 (N, 3, 32, 32)
+        if run.diagnostics:
+            run.diagnostics.before_step(epoch, i)       # every few steps: probe the layers (diagnostics.py)
         loss, correct = forward_backward(model, x, y)
         with interrupts_deferred():                     # Ctrl-C waits: update and counters stay in step
             optimizer.lr = run.lr_at(epoch + (i + 1) / run.n_batches)   # the schedule, every step
             if args.clip_norm:
                 clip_grad_norm_(model.parameters(), args.clip_norm)
             optimizer.step()
+            if run.diagnostics:
+                run.diagnostics.after_step(optimizer.lr)
             progress.add_batch(loss, correct, len(idx), time.perf_counter() - start)
         bar.update(progress.step, progress.loss_sum / progress.seen, progress.correct / progress.seen,
                    progress.seen / progress.train_seconds, force=progress.step == run.n_batches)
@@ -280,6 +287,9 @@ class Run:
                                       f"{self.progress.step}, but an epoch now has {self.n_batches}")
         self.out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume else new_run_folder())
         os.makedirs(self.out, exist_ok=True)
+        self.diagnostics = (Diagnostics.for_run(self.model, self.n_batches, args.epochs, self.out,
+                                                self.progress.epoch * self.n_batches + self.progress.step)
+                            if args.diagnostics else None)
 
     def path(self, name):
         return os.path.join(self.out, name)
@@ -323,6 +333,8 @@ def fit(run):
         if improved:
             run.save("best.npz")
         plot_curves(progress.history, run.path("curves.png"), run.lr_at, args.epochs)
+        if run.diagnostics:
+            run.diagnostics.save(run.out)               # one copy from the device per epoch
     return finish(run)
 
 

@@ -5,9 +5,14 @@
 
 Figures made from the code alone (deterministic; run from anywhere):
 
+    backprop.png   backpropagation by hand on a small graph (before Step 0)
+    tape_linear.png the tape of a linear layer, drawn by tinyconvmixer.viz (Step 5)
     fd_error.png   error of the central difference against the step size h (Step 3)
     gelu.png       GELU exact and tanh, ReLU, and their difference (Step 6)
     im2col.png     the im2col view of a padded input and the column matrix (Step 7)
+    col2im.png     overlapping windows adding their gradients into the input's (Step 7)
+    bn_graph.png   BatchNorm's training forward as a graph of elementary ops (Step 9)
+    tape_block.png the tape of one ConvMixer block (Step 11)
     schedule.png   the triangular learning-rate schedule (Step 12)
     augment.png    bundled sample images and three TrainTransform draws of each (Step 14)
 
@@ -16,8 +21,10 @@ Figures of a training run (Steps 14-15) need the run's folder, as written by
 last.npz checkpoint. They are drawn with the same functions the training
 command uses (tinyconvmixer/plots.py):
 
-    run_curves.png    loss, accuracy and learning rate per epoch
-    run_filters.png   the learned patch-embedding filters and depthwise kernels
+    run_curves.png       loss, accuracy and learning rate per epoch
+    run_filters.png      the patch-embedding filters and depthwise kernels before and after
+                         training (the initial model is rebuilt from the run's seed)
+    run_diagnostics.png  per-layer statistics over training (a run with --diagnostics)
 """
 
 import argparse
@@ -30,7 +37,7 @@ import numpy as np                      # noqa: E402
 from matplotlib.figure import Figure    # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from tinyconvmixer import Tensor                        # noqa: E402
+from tinyconvmixer import Tensor, viz                   # noqa: E402
 from tinyconvmixer import functional as F               # noqa: E402
 from tinyconvmixer.optim import triangular_lr           # noqa: E402
 
@@ -43,6 +50,110 @@ def save(fig, name):
     # metadata: no creation date, so unchanged figures stay byte-identical
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     print("wrote", os.path.relpath(path))
+
+
+def backprop():
+    """L = (a*b + a)^2 at a = 3, b = -2, with every value and gradient (before Step 0)."""
+    a = Tensor(np.array(3.0), requires_grad=True)
+    b = Tensor(np.array(-2.0), requires_grad=True)
+    c = a * b
+    d = c + a
+    L = d * d
+    notes = {a: "a = 3\ndL/da = dL/dd * 1 + dL/dc * b\n= -6 + 12 = 6", b: "b = -2\ndL/db = dL/dc * a = -18",
+             c: "c = a * b = -6\ndL/dc = dL/dd * 1 = -6", d: "d = c + a = -3\ndL/dd = dL/dL * 2d = -6",
+             L: "L = d * d = 9\ndL/dL = 1"}
+    fig = Figure(figsize=(6.6, 5.6), layout="constrained")
+    viz.draw(L, names={"c": c, "d": d, "L": L}, notes=notes, shapes=False, ax=fig.subplots(),
+             title="forward: values, top to bottom.   backward: gradients dL/d(node), bottom to top")
+    L.backward()                                # the picture must say what the tape computes
+    assert (a.grad, b.grad) == (6.0, -18.0), (a.grad, b.grad)
+    save(fig, "backprop.png")
+
+
+def tape_linear():
+    """The tape of F.linear (Step 5)."""
+    import tinyconvmixer.functional as F
+    rng = np.random.default_rng(1)
+    X = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    W = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal(2), requires_grad=True)
+    fig = Figure(figsize=(5.6, 4.4), layout="constrained")
+    viz.draw(F.linear(X, W, b), names={"X": X, "W": W, "b": b}, ax=fig.subplots(),
+             title="viz.draw(F.linear(X, W, b)): blue leaves need gradients")
+    save(fig, "tape_linear.png")
+
+
+def col2im_figure():
+    """Four overlapping 3x3 windows of a 4x4 input add their gradients into it (Step 7)."""
+    from tinyconvmixer.functional.im2col import col2im
+    dcols = np.zeros((1, 1, 3, 3, 2, 2))
+    for p in range(2):
+        for q in range(2):
+            dcols[0, 0, :, :, p, q] = 1 + 2 * p + q        # window (p, q) sends 1, 2, 3 or 4 everywhere
+    dx = col2im(dcols, (1, 1, 4, 4), (1, 1))[0, 0]
+    colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
+    fig = Figure(figsize=(12.5, 3.2), layout="constrained")
+    axes = fig.subplots(1, 5)
+    for w, ax in enumerate(axes[:4]):
+        p, q = divmod(w, 2)
+        for r in range(4):
+            for c in range(4):
+                inside = p <= r < p + 3 and q <= c < q + 3
+                ax.add_patch(Rectangle((c, 3 - r), 1, 1, facecolor=colours[w] if inside else "white",
+                                       alpha=0.35 if inside else 1, edgecolor="0.6", lw=0.8))
+                ax.text(c + 0.5, 3.5 - r, str(1 + w) if inside else "0", ha="center", va="center",
+                        fontsize=11, color="black" if inside else "0.6")
+        ax.set_title(f"window of output ({p}, {q}):\ndcols[..., {p}, {q}] = {1 + w}", fontsize=9,
+                     color=colours[w])
+        ax.text(4.45, 2, "+" if w < 3 else "=", fontsize=20, ha="center", va="center")
+    ax = axes[4]
+    for r in range(4):
+        for c in range(4):
+            parts = [str(1 + w) for w in range(4) if divmod(w, 2)[0] <= r < divmod(w, 2)[0] + 3
+                     and divmod(w, 2)[1] <= c < divmod(w, 2)[1] + 3]
+            ax.add_patch(Rectangle((c, 3 - r), 1, 1, facecolor=str(1 - 0.12 * len(parts)), edgecolor="0.5", lw=0.8))
+            ax.text(c + 0.5, 3.72 - r, "+".join(parts), ha="center", va="center", fontsize=6, color="0.25")
+            ax.text(c + 0.5, 3.35 - r, f"{dx[r, c]:g}", ha="center", va="center", fontsize=12)
+            assert sum(int(v) for v in parts) == dx[r, c]       # the picture is what col2im does
+    ax.set_title("dx = col2im(dcols): each pixel sums\nthe windows over it (darker: more)", fontsize=9)
+    for ax in axes:
+        ax.set_xlim(-0.1, 4.9)
+        ax.set_ylim(-0.1, 4.1)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    save(fig, "col2im.png")
+
+
+def bn_graph():
+    """BatchNorm's training forward written with elementary Tensor ops (Step 9)."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((4, 3, 2, 2)), requires_grad=True)
+    weight = Tensor(rng.standard_normal(3), requires_grad=True)
+    bias = Tensor(rng.standard_normal(3), requires_grad=True)
+    axes = (0, 2, 3)
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    istd = (var + 1e-5) ** -0.5
+    xhat = xc * istd
+    y = xhat * weight.reshape(1, 3, 1, 1) + bias.reshape(1, 3, 1, 1)
+    fig = Figure(figsize=(9.5, 9.0), layout="constrained")
+    viz.draw(y, names={"x": x, "weight": weight, "bias": bias, "mu": mu, "xc": xc, "var": var,
+                       "istd": istd, "xhat": xhat, "y": y}, ax=fig.subplots(),
+             title="BatchNorm (training) as elementary ops; a mean is Sum times the constant 1/M")
+    save(fig, "bn_graph.png")
+
+
+def tape_block():
+    """The tape of one ConvMixer block, parameters named as in the model (Step 11)."""
+    from tinyconvmixer import nn
+    nn.init.manual_seed(0)
+    block = nn.ConvMixer(16, 2, kernel_size=5, patch_size=4, n_classes=10)[3]
+    h = Tensor(np.random.default_rng(0).standard_normal((2, 16, 8, 8)).astype(np.float32))
+    fig = Figure(figsize=(8.6, 9.4), layout="constrained")
+    viz.draw(block(h), names={"h (block input)": h, **dict(block.named_parameters())}, ax=fig.subplots(),
+             title="one ConvMixer block: the input h feeds the depthwise conv and the residual Add")
+    save(fig, "tape_block.png")
 
 
 def fd_error():
@@ -220,7 +331,8 @@ def run_figures(run_dir):
     """run_curves.png and run_filters.png from a training run's folder (Steps 14-15)."""
     from tinyconvmixer import nn
     from tinyconvmixer.checkpoint import load_checkpoint
-    from tinyconvmixer.plots import plot_curves, plot_filters
+    from tinyconvmixer.diagnostics import layer_labels, plot_diagnostics, plot_filters_before_after, read_csv
+    from tinyconvmixer.plots import plot_curves
     from tinyconvmixer.runlog import read_metrics
 
     history = read_metrics(os.path.join(run_dir, "metrics.csv"))
@@ -236,24 +348,38 @@ def run_figures(run_dir):
     print("wrote", os.path.relpath(path))
     model = nn.ConvMixer(**config)
     model.load_state_dict(checkpoint["model"])
+    nn.init.manual_seed(args["seed"])                  # the model as the run initialised it
+    initial = nn.ConvMixer(**config)
     path = os.path.join(HERE, "run_filters.png")
-    plot_filters(model, path)
+    plot_filters_before_after(initial, model, path)
     print("wrote", os.path.relpath(path))
+    csv_path = os.path.join(run_dir, "diagnostics.csv")
+    if os.path.exists(csv_path):
+        path = os.path.join(HERE, "run_diagnostics.png")
+        plot_diagnostics(read_csv(csv_path), path, labels=layer_labels(model),
+                         title=f"ConvMixer-{config['dim']}/{config['depth']}, {len(history)} epochs: "
+                               f"python -m tinyconvmixer.train --diagnostics")
+        print("wrote", os.path.relpath(path))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", metavar="RUN_DIR", help="also draw the run figures from this run folder")
     args = parser.parse_args(argv)
+    backprop()
+    tape_linear()
     fd_error()
     gelu()
     im2col()
+    col2im_figure()
+    bn_graph()
+    tape_block()
     schedule()
     augment()
     if args.run:
         run_figures(args.run)
     else:
-        print("run_curves.png and run_filters.png unchanged (they need --run RUN_DIR)")
+        print("run_curves.png, run_filters.png and run_diagnostics.png unchanged (they need --run RUN_DIR)")
 
 
 if __name__ == "__main__":
