@@ -95,8 +95,10 @@ def test_bug_lives_in_the_path_it_names(xp):
 
 
 def test_mystery_draws_every_bug_and_reveal_names_it(capsys):
-    drawn = {bugs.mystery(seed).name for seed in range(300)}
-    assert drawn == set(bugs.BY_NAME)
+    n = len(bugs.BUGS)
+    for start in (0, n, 5 * n):                 # every run of n consecutive seeds deals each bug once
+        assert sorted(bugs.mystery(seed).name for seed in range(start, start + n)) == sorted(bugs.BY_NAME)
+    assert [bugs.mystery(s).name for s in range(n)] != [b.name for b in bugs.BUGS]   # not in order
     assert main(["--reveal", "5"]) == 0
     assert bugs.mystery(5).name in capsys.readouterr().out
 
@@ -111,6 +113,7 @@ def test_command_inject_mystery_and_errors(capsys):
     assert main(["--inject", "no-such-bug"]) == 2
     assert "no bug named 'no-such-bug'" in capsys.readouterr().err
     assert main(["--kind", "nope"]) == 2
+    assert main(["--mystery", "-1"]) == 2 and main(["--reveal", "-3"]) == 2
     seed = next(s for s in range(100) if bugs.mystery(s).name == "ce-no-softmax")
     assert main(["--mystery", str(seed), "--mode", "random", "--kind", "op"]) == 1
     out = capsys.readouterr().out
@@ -154,3 +157,28 @@ def test_long_check_names_keep_the_columns_aligned(capsys):
     assert len({line.index("e-10") for line in lines[1:]}) == 1                 # numbers line up
     assert len({line.rindex("PASS") for line in lines[1:]}) == 1
     assert lines[0].index("result") == lines[1].rindex("PASS")
+
+
+def test_bugs_reach_the_gpu_kernel_paths(monkeypatch, rng):
+    """On a GPU, BatchNorm runs cuda/batchnorm.cu and AdamW cuda/adamw.cu. The emulator runs those
+    kernels on the CPU: the planted bugs must reach these paths too (and the checks see them)."""
+    from tinyconvmixer import Tensor, optim
+    from tinyconvmixer import functional as F
+    from tinyconvmixer.cuda import batchnorm as cuda_bn, emulate, launch
+    from tinyconvmixer.gradcheck import gradcheck
+    if not emulate.available():
+        pytest.skip("no C++20 compiler for the CUDA emulator")
+    fused = []
+    step = optim.cuda_adamw.adamw_step
+    monkeypatch.setattr(optim.cuda_adamw, "adamw_step", lambda entries: (fused.append(1), step(entries))[1])
+    with launch.emulated():
+        x = Tensor(rng.standard_normal((6, 3)), requires_grad=True)
+        w = rng.standard_normal(3)
+        assert normalization._rows_impl(x.data, w, None) is cuda_bn
+        fn = lambda x: F.batch_norm(x, None, None, w, None, training=True)   # noqa: E731
+        assert gradcheck(fn, [x], mode="random", n_directions=2).passed
+        with bugs.BY_NAME["bn-no-var-path"].plant():
+            assert not gradcheck(fn, [x], mode="random", n_directions=2).passed
+        assert parity.adamw_decay(np, None)[0].passed and len(fused) == 5
+        with bugs.BY_NAME["adamw-l2"].plant():
+            assert not parity.adamw_decay(np, None)[0].passed and len(fused) == 10

@@ -406,5 +406,9 @@ BY_NAME = {bug.name: bug for bug in BUGS}
 
 
 def mystery(seed):
-    """The bug that `--mystery seed` plants: drawn by the seed, not in catalogue order."""
-    return BUGS[int(np.random.default_rng([seed, 31337]).integers(len(BUGS)))]
+    """The bug that `--mystery seed` plants. Seeds are dealt like cards: each run of len(BUGS)
+    consecutive seeds (0-16, 17-33, ...) gets every bug once, in a shuffled order, so a class
+    that numbers its students gets as many different bugs as it can."""
+    n = len(BUGS)
+    order = np.random.default_rng([seed // n, 31337]).permutation(n)
+    return BUGS[int(order[seed % n])]

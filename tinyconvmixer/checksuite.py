@@ -74,11 +74,11 @@ def checks_of(kind, op=None):
 
 def run_kind(kind, xp, op=None, mode="full", seed=0):
     """Run one kind of check; returns its rows. A check that raises is an ERROR row."""
-    rows = []
+    rows, wanted = [], set(checks_of(kind, op))
     if kind in ("ones", "op", "model"):
         upstream = "ones" if kind == "ones" else "random"
         for case in CASES:
-            if case.name not in checks_of(kind, op):
+            if case.name not in wanted:
                 continue
             try:
                 fn, inputs, names = case.build(np.random.default_rng(seed), xp)
@@ -90,7 +90,7 @@ def run_kind(kind, xp, op=None, mode="full", seed=0):
     torch = parity.load_torch()
     cases = parity.PARITY_CASES if kind == "parity" else parity.OPTIM_CASES
     for case in cases:
-        if case.name not in checks_of(kind, op):
+        if case.name not in wanted:
             continue
         if torch is None and (kind == "parity" or case.needs_torch):
             rows.append(Row(kind, case.name, "-", math.nan, math.nan, None, "SKIP", "PyTorch is not installed"))
@@ -182,11 +182,12 @@ def inject(bug, kinds, xp, op, mode, seed):
         print_table(failing, with_kind=True)
         print()
     print_summary(by_kind, expected=bug.caught_by)
-    missed = [k for k in kinds if k not in bug.caught_by]
+    missed = [k for k in KINDS if k not in bug.caught_by]
     print(f"\nthe catalogue: caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}")
-    skipped = [k for k, rows in by_kind.items() if verdict(rows) == "skipped"]
+    skipped = [f"{k} ({rows[0].note if rows else 'no check of this kind matches --op'})"
+               for k, rows in by_kind.items() if verdict(rows) == "skipped"]
     if skipped:
-        print(f"not run here: {', '.join(skipped)} (PyTorch is not installed)")
+        print(f"not run here: {', '.join(skipped)}")
     ok = as_expected(bug, by_kind)
     print("every kind that ran did what the catalogue says" if ok else
           "NOT as the catalogue says: see the verdicts above")
@@ -246,8 +247,9 @@ def main(argv=None):
                                        f"(default {','.join(DEFAULT_KINDS)}; with --inject/--mystery, all)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
-    parser.add_argument("--mode", default="full", choices=["full", "random"],
-                        help="'random' checks random directions instead of every element")
+    parser.add_argument("--mode", choices=["full", "random"],
+                        help="'full' perturbs every element (the default), 'random' checks 8 random directions "
+                             "per input (the default of --inject and --mystery: enough to see which checks fail)")
     parser.add_argument("--seed", type=int, default=0)
     game = parser.add_mutually_exclusive_group()
     game.add_argument("--list-bugs", action="store_true", help="list the bugs that --inject can plant")
@@ -256,6 +258,10 @@ def main(argv=None):
     game.add_argument("--reveal", metavar="SEED", type=int, help="name the bug of --mystery SEED")
     args = parser.parse_args(argv)
 
+    for seed in (args.mystery, args.reveal):
+        if seed is not None and seed < 0:
+            print(f"error: the seed must be 0 or more, got {seed}", file=sys.stderr)
+            return 2
     if args.list_bugs:
         list_bugs()
         return 0
@@ -266,6 +272,7 @@ def main(argv=None):
         print(f"error: no bug named {args.inject!r}; --list-bugs lists them", file=sys.stderr)
         return 2
     playing = args.inject is not None or args.mystery is not None
+    args.mode = args.mode or ("random" if playing else "full")
     try:
         kinds = _parse_kinds(args.kind) if args.kind else (tuple(KINDS) if playing else DEFAULT_KINDS)
     except ValueError as exc:
@@ -297,8 +304,10 @@ def main(argv=None):
         print_table(rows)
     else:
         for n, (kind, kind_rows) in enumerate(by_kind.items()):
-            print(f"{'' if n == 0 else chr(10)}{kind}: {KINDS[kind]}")
-            print_table(kind_rows)
+            if n:
+                print()
+            print(f"{kind}: {KINDS[kind]}")
+            print_table(kind_rows, part_header="input" if kind in ("ones", "op", "model") else "part")
     failures = sum(r.failed for r in rows)
     skipped = sum(r.status == "SKIP" for r in rows)
     result = "all passed" if not failures else f"{failures} input(s) FAILED"

@@ -69,8 +69,11 @@ def cmd_new(args):
     for exercise in EXERCISES:
         print(f"  {exercise.file:<28} {exercise.number} {exercise.name} (walkthrough {exercise.step})")
     where = "" if str(folder) == DEFAULT_DIR else f" --dir {folder}"
-    print(f"next: read {EXERCISES[0].file}, write the function, then "
-          f"`python -m tinyconvmixer.exercises check {EXERCISES[0].name}{where}`")
+    if args.solutions:
+        print(f"next: `python -m tinyconvmixer.exercises check{where}` (they all pass: break one to see a failure)")
+    else:
+        print(f"next: read {EXERCISES[0].file}, write the function, then "
+              f"`python -m tinyconvmixer.exercises check {EXERCISES[0].name}{where}`")
     return 0
 
 
@@ -83,7 +86,7 @@ def cmd_list(args, xp):
         status = check_exercise(exercise, path, xp).status if path.is_file() else "file missing"
         passed += status == "PASS"
         print(f"{f'{exercise.number} {exercise.name}':<22}{exercise.file:<29}{exercise.step:<16}{status}")
-    print(f"\n{passed} of {len(EXERCISES)} pass (in {folder})")
+    print(f"\n{passed} of {len(EXERCISES)} pass ({'the reference solutions' if args.solutions else args.dir})")
     return 0
 
 
@@ -100,7 +103,8 @@ def cmd_check(args, xp):
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     order = ("PASS", "FAIL", "not written yet", "does not load")
-    print(f"\n{len(outcomes)} checked ({folder}): " + ", ".join(f"{counts[s]} {s}" for s in order if s in counts))
+    source = "the reference solutions" if args.solutions else args.dir
+    print(f"\n{len(outcomes)} checked ({source}): " + ", ".join(f"{counts[s]} {s}" for s in order if s in counts))
     return 0 if all(o.passed for o in outcomes) else 1
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import parity
 from ..gradcheck import gradcheck
+from ..gradcheck_cases import CASES
 from ..plant import planted
 from . import ExerciseError
 
@@ -35,6 +36,7 @@ class Line:
     first_bad: tuple = None
     status: str = "PASS"      # PASS, FAIL, ERROR, SKIP
     note: str = ""
+    directions: bool = False  # random mode: first_bad is the index of a random direction
 
 
 @dataclass
@@ -84,9 +86,12 @@ def _error_line(check, case, exc, path):
     return Line(check, case, "-", np.nan, status="ERROR", note=f"{where}: {text}" if where else text)
 
 
-def _report_lines(check, case, reports):
+def _report_lines(check, case, reports, directions=False):
     return [Line(check, case, r.name, r.max_abs, r.first_bad_index,
-                 "PASS" if r.passed else "FAIL", r.problem) for r in reports]
+                 "PASS" if r.passed else "FAIL", r.problem, directions) for r in reports]
+
+
+MODEL = next(c for c in CASES if c.name == "tiny convmixer stack")
 
 
 def check_exercise(exercise, path, xp, seed=0):
@@ -104,11 +109,12 @@ def check_exercise(exercise, path, xp, seed=0):
     torch = parity.load_torch()
     try:
         with planted(*exercise.plug(module)):
-            for case in exercise.gradchecks:
+            runs = [(case, "full") for case in exercise.gradchecks] + ([(MODEL, "random")] if exercise.model else [])
+            for case, mode in runs:
                 try:
                     fn, inputs, names = case.build(np.random.default_rng(seed), xp)
-                    result = gradcheck(fn, inputs, names=names, seed=seed)
-                    outcome.lines += _report_lines("gradcheck", case.name, result.inputs)
+                    result = gradcheck(fn, inputs, names=names, seed=seed, mode=mode)
+                    outcome.lines += _report_lines("gradcheck", case.name, result.inputs, mode == "random")
                 except Exception as exc:
                     outcome.lines.append(_error_line("gradcheck", case.name, exc, path))
             for case in exercise.parity:
@@ -165,6 +171,8 @@ def print_outcome(outcome, shown=8):
             detail = f"error  {line.note}"
         elif line.note:
             detail = f"wrong  {line.note}"
+        elif line.directions:
+            detail = f"max error {_error(line.max_abs)} (8 random directions), first in direction {line.first_bad[0]}"
         else:
             detail = f"max error {_error(line.max_abs)}, first differs at {line.first_bad}"
         print(f"    {line.check:<9} {line.case:<{width}}  {line.part:<7} {detail}")

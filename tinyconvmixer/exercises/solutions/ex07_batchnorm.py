@@ -10,6 +10,7 @@ def batchnorm_backward(g, xhat, invstd, weight):
     dbias = g.sum(axis=axes)
     dweight = (g * xhat).sum(axis=axes)
     dxhat = g if weight is None else g * weight.reshape(cs)
-    dx = invstd.reshape(cs) * (dxhat - dxhat.mean(axis=axes, keepdims=True)
-                               - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+    through_mean = dxhat.mean(axis=axes, keepdims=True)
+    through_var = xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)
+    dx = invstd.reshape(cs) * (dxhat - through_mean - through_var)
     return dx, dweight, dbias
