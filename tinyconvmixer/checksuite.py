@@ -47,15 +47,16 @@ class Row:
     worst: tuple
     status: str          # PASS, FAIL, ERROR (the check raised) or SKIP
     note: str = ""
+    directions: bool = False   # 'random' mode: worst is the index of a random direction
 
     @property
     def failed(self):
         return self.status in ("FAIL", "ERROR")
 
 
-def _rows_from_reports(kind, check, reports):
+def _rows_from_reports(kind, check, reports, directions=False):
     return [Row(kind, check, r.name, r.max_abs, r.max_rel, r.worst_index,
-                "PASS" if r.passed else "FAIL", r.problem) for r in reports]
+                "PASS" if r.passed else "FAIL", r.problem, directions) for r in reports]
 
 
 def _error_row(kind, check, exc):
@@ -83,7 +84,7 @@ def run_kind(kind, xp, op=None, mode="full", seed=0):
             try:
                 fn, inputs, names = case.build(np.random.default_rng(seed), xp)
                 result = gradcheck(fn, inputs, mode=mode, names=names, seed=seed, upstream=upstream)
-                rows += _rows_from_reports(kind, case.name, result.inputs)
+                rows += _rows_from_reports(kind, case.name, result.inputs, mode == "random")
             except Exception as exc:       # a planted bug may crash the op: that is a finding too
                 rows.append(_error_row(kind, case.name, exc))
         return rows
@@ -126,7 +127,7 @@ def print_table(rows, with_kind=False, part_header="input"):
           f"{'max rel err':>12}  {'worst at':<16} result")
     for r in rows:
         kind = f"{r.kind:<8}" if with_kind else ""
-        where = str(r.worst) if r.worst else "-"
+        where = "-" if not r.worst else f"direction {r.worst[0]}" if r.directions else str(r.worst)
         note = f"  {r.note}" if r.note else ""
         print(f"{kind}{r.check:<{width}} {r.part:<{part_width}} {_number(r.max_abs)} {_number(r.max_rel)}  "
               f"{where:<16} {r.status}{note}")

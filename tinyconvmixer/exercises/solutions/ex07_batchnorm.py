@@ -1,7 +1,5 @@
 """Exercise 7, a reference solution: BatchNorm's training backward."""
 
-from tinyconvmixer import backend
-
 
 def batchnorm_backward(g, xhat, invstd, weight):
     """(dx, dweight, dbias) of training-mode BatchNorm."""
