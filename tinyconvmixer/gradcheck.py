@@ -14,7 +14,9 @@ Why a *random* u: with u = 1 you check only the gradient of sum(f(x)); for
 BatchNorm, sum(output) = sum(bias) whatever x is, so a wrong input gradient
 would go unnoticed.
 
-Run `python -m tinyconvmixer.gradcheck` to check every op on small shapes.
+Run `python -m tinyconvmixer.gradcheck` to check every op on small shapes, and
+`python -m tinyconvmixer.gradcheck --inject NAME` to see which checks catch a
+planted bug (the command is in checksuite.py, the bugs in bugs.py).
 """
 
 import sys
