@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor, backend
+from tinyconvmixer import Tensor, backend, ops
 from tinyconvmixer.functional import conv as conv_module
 from tinyconvmixer.functional import normalization
 from tinyconvmixer.gradcheck import gradcheck, main
@@ -32,13 +32,16 @@ def test_catches_sign_flip_in_batchnorm_input_grad(monkeypatch, rng):
 
 
 def test_catches_dropped_mean_term_in_batchnorm(monkeypatch, rng):
-    """Forgetting the gradient through the batch mean: invisible with an all-ones upstream."""
+    """Treating the batch mean and variance as constants (the eval-mode formula g * weight *
+    invstd, both paths dropped): caught, and even by an all-ones upstream gradient, because the
+    true gradient of sum(BN(x)) is 0 and this one is not (walkthrough Exercise 9.1)."""
     def naive(self, g):
         axes, cs = self.axes, self.cs
         return g * self.weight.reshape(cs) * self.invstd, (g * self.xhat).sum(axis=axes), g.sum(axis=axes)
     fn, inputs = _bn_case(rng)
     monkeypatch.setattr(normalization.BatchNorm, "backward", naive)
     assert not gradcheck(fn, inputs).passed
+    assert [r.passed for r in gradcheck(fn, inputs, upstream="ones").inputs] == [False, True, True]
 
 
 def test_catches_wrong_transpose_in_conv_weight_grad(monkeypatch, rng):
@@ -64,6 +67,26 @@ def test_random_mode_catches_a_bug_too(monkeypatch, rng):
     w = Tensor(rng.standard_normal((4, 1, 3, 3)), requires_grad=True)
     result = gradcheck(lambda x, w: F.conv2d(x, w, padding=1, groups=4), [x, w], mode="random")
     assert not result.passed
+
+
+def test_first_bad_index_and_shape_problems(monkeypatch, rng):
+    class OneWrong(ops.Exp):
+        def backward(self, g):
+            d = super().backward(g).copy()
+            d[1, 2] += 1.0                                   # wrong at one element only
+            return d
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    (report,) = gradcheck(lambda t: OneWrong.apply(t), [x]).inputs
+    assert not report.passed and report.first_bad_index == (1, 2) == report.worst_index
+    assert gradcheck(lambda t: t.exp(), [x]).inputs[0].first_bad_index is None
+    monkeypatch.setattr(ops, "unbroadcast", lambda grad, shape: grad)   # broadcasting not summed back
+    a, b = Tensor(rng.standard_normal((3, 4)), requires_grad=True), Tensor(rng.standard_normal(4), requires_grad=True)
+    result = gradcheck(lambda a, b: a + b, [a, b], names=["a", "b"])
+    assert [r.passed for r in result.inputs] == [True, False]
+    assert result.inputs[1].problem == "its gradient has shape (3, 4), the input (4,)"
+    monkeypatch.setattr(ops.Mul, "backward", lambda self, g: (g * self.b, None))
+    result = gradcheck(lambda a, b: a * b, [a, Tensor(b.data.copy(), requires_grad=True)])
+    assert result.inputs[1].problem == "backward gave it no gradient" and not result.passed
 
 
 def test_float32_warns(rng):

@@ -14,12 +14,12 @@ Why a *random* u: with u = 1 you check only the gradient of sum(f(x)); for
 BatchNorm, sum(output) = sum(bias) whatever x is, so a wrong input gradient
 would go unnoticed.
 
-Run `python -m tinyconvmixer.gradcheck` to check every op on small shapes.
+Run `python -m tinyconvmixer.gradcheck` to check every op on small shapes, and
+`python -m tinyconvmixer.gradcheck --inject NAME` to see which checks catch a
+planted bug (the command is in checksuite.py, the bugs in bugs.py).
 """
 
-import argparse
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -37,6 +37,8 @@ class InputReport:
     max_rel: float       # max_abs / max |numeric| (error relative to the gradient's scale)
     worst_index: tuple   # where |analytic - numeric| is largest (direction index in 'random' mode)
     passed: bool
+    first_bad_index: tuple = None   # the first element (in C order) outside the tolerance, if any
+    problem: str = ""    # set when there is no gradient to compare (none, or the wrong shape)
 
 
 @dataclass
@@ -48,26 +50,43 @@ class GradcheckResult:
         return self.passed
 
 
-def _scalar(fn, inputs, upstream):
+def _scalar(fn, inputs, u):
     """L = sum(u * f(x)) without recording a graph."""
     with no_grad():
         out = fn(*inputs)
-    return float((out.data * upstream).sum())
+    return float((out.data * u).sum())
+
+
+def _missing_gradient(t, name):
+    """A failed report when backward left `t` no gradient of its own shape (else None)."""
+    if t.grad is None:
+        problem = "backward gave it no gradient"
+    elif tuple(t.grad.shape) != tuple(t.shape):
+        problem = f"its gradient has shape {tuple(t.grad.shape)}, the input {tuple(t.shape)}"
+    else:
+        return None
+    return InputReport(name, np.inf, np.inf, None, False, problem=problem)
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, mode="full", n_directions=8,
-              seed=0, names=None):
+              seed=0, names=None, upstream="random"):
     """Check fn's backward against central differences for every input that requires grad.
 
     fn: callable taking the tensors in `inputs` and returning one Tensor.
     mode='full' perturbs every element (2 evaluations of fn per element);
     mode='random' checks `n_directions` random directions v per input instead,
     comparing (L(x + h v) - L(x - h v)) / 2h with <dL/dx, v> (cheap for large tensors).
-    An input passes when max |analytic - numeric| <= atol + rtol * max |numeric|.
+    upstream='random' draws u from a normal distribution; 'ones' uses u = 1, the
+    naive check, there to show what it misses (BatchNorm's input gradient, Step 9).
+    An input passes when max |analytic - numeric| <= atol + rtol * max |numeric| + noise,
+    where noise = 4 ulp(L) / 2h is what rounding L to float64 alone can make of the quotient
+    (it matters only where the gradient is near 0 and |L| is large: BatchNorm with u = 1).
     Returns a GradcheckResult (truthy when every input passed).
     """
     if mode not in ("full", "random"):
         raise ValueError(f"gradcheck: mode must be 'full' or 'random', got {mode!r}")
+    if upstream not in ("random", "ones"):
+        raise ValueError(f"gradcheck: upstream must be 'random' or 'ones', got {upstream!r}")
     checked = [(i, t) for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, nothing to check")
@@ -79,26 +98,36 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, mode="full", n_directi
     # A stream of its own, so u is never a copy of inputs drawn with the same seed.
     rng = np.random.default_rng([seed, 271828])
 
-    # Analytic gradients with a random upstream gradient u.
+    # Analytic gradients with the upstream gradient u.
     for _, t in checked:
         t.grad = None
     out = fn(*inputs)
-    upstream = xp.asarray(rng.standard_normal(out.shape)).astype(out.dtype)
-    out.backward(Tensor(upstream))
+    if upstream == "ones":
+        u = xp.ones(out.shape, dtype=out.dtype)
+    else:
+        u = xp.asarray(rng.standard_normal(out.shape)).astype(out.dtype)
+    out.backward(Tensor(u))
 
     reports = []
     for i, t in checked:
+        name = names[i] if names else f"input{i}"
+        missing = _missing_gradient(t, name)
+        if missing:
+            reports.append(missing)
+            continue
         analytic = backend.to_numpy(t.grad).astype(np.float64)
+        largest_L = 0.0                                      # for the rounding noise
         if mode == "full":
             numeric = np.empty(t.size)
             for k, idx in enumerate(np.ndindex(*t.shape)):   # works for non-contiguous data too
                 old = t.data[idx].item()
                 t.data[idx] = old + eps
-                plus = _scalar(fn, inputs, upstream)
+                plus = _scalar(fn, inputs, u)
                 t.data[idx] = old - eps
-                minus = _scalar(fn, inputs, upstream)
+                minus = _scalar(fn, inputs, u)
                 t.data[idx] = old
                 numeric[k] = (plus - minus) / (2 * eps)
+                largest_L = max(largest_L, abs(plus), abs(minus))
             analytic = analytic.reshape(-1)
         else:
             numeric, directional = np.empty(n_directions), np.empty(n_directions)
@@ -107,70 +136,35 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, mode="full", n_directi
                 v = rng.standard_normal(t.shape)
                 v_dev = xp.asarray(v).astype(t.dtype)
                 t.data[...] = original + eps * v_dev
-                plus = _scalar(fn, inputs, upstream)
+                plus = _scalar(fn, inputs, u)
                 t.data[...] = original - eps * v_dev
-                minus = _scalar(fn, inputs, upstream)
+                minus = _scalar(fn, inputs, u)
                 numeric[k] = (plus - minus) / (2 * eps)
+                largest_L = max(largest_L, abs(plus), abs(minus))
                 directional[k] = float((analytic * v).sum())
             t.data[...] = original
             analytic = directional
-        err = np.abs(analytic - numeric)
-        k = int(err.argmax())
-        worst = np.unravel_index(k, t.shape) if mode == "full" else (k,)
+        err = np.nan_to_num(np.abs(analytic - numeric), nan=np.inf)   # a NaN is an infinite error
         scale = float(np.abs(numeric).max())
+        noise = 4 * float(np.spacing(largest_L)) / (2 * eps) if np.isfinite(largest_L) else 0.0
+        bad = err > atol + rtol * scale + noise
+        where = (lambda k: np.unravel_index(k, t.shape)) if mode == "full" else (lambda k: (k,))
+        index = lambda k: tuple(int(j) for j in where(k))   # noqa: E731
         max_abs = float(err.max())
         reports.append(InputReport(
-            name=names[i] if names else f"input{i}", max_abs=max_abs,
+            name=name, max_abs=max_abs,
             max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
-            worst_index=tuple(int(j) for j in worst),
-            passed=bool(max_abs <= atol + rtol * scale) and bool(np.isfinite(numeric).all())))
+            worst_index=index(int(err.argmax())),
+            passed=not bad.any() and bool(np.isfinite(numeric).all()),
+            first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None))
     return GradcheckResult(inputs=reports, passed=all(r.passed for r in reports))
 
 
-# ---------------------------------------------------------------------------------
-# The command: every op on small shapes, one table row per check.
-# ---------------------------------------------------------------------------------
-
 def main(argv=None):
-    from .gradcheck_cases import CASES   # the list of checks lives in its own file
-
-    parser = argparse.ArgumentParser(
-        prog="python -m tinyconvmixer.gradcheck",
-        description="Check every op's backward against central finite differences (float64).")
-    parser.add_argument("--op", help="only run checks whose name contains this text")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--list", action="store_true", help="list the checks and exit")
-    parser.add_argument("--mode", default="full", choices=["full", "random"],
-                        help="'random' checks random directions instead of every element")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    cases = [c for c in CASES if args.op is None or args.op in c.name]
-    if args.list:
-        print("\n".join(c.name for c in CASES))
-        return 0
-    if not cases:
-        print(f"no check matches --op {args.op!r}; see --list", file=sys.stderr)
-        return 2
-    try:
-        xp = backend.xp_for(args.device)
-    except backend.DeviceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    print(f"{'check':<34} {'input':<8} {'max abs err':>12} {'max rel err':>12}  {'worst at':<16} result")
-    failures, start = 0, time.perf_counter()
-    for case in cases:
-        rng = np.random.default_rng(args.seed)
-        fn, inputs, names = case.build(rng, xp)
-        result = gradcheck(fn, inputs, mode=args.mode, names=names, seed=args.seed)
-        for r in result.inputs:
-            failures += not r.passed
-            print(f"{case.name:<34} {r.name:<8} {r.max_abs:>12.2e} {r.max_rel:>12.2e}  "
-                  f"{str(r.worst_index):<16} {'PASS' if r.passed else 'FAIL'}")
-    print(f"\n{len(cases)} checks on {args.device} in {time.perf_counter() - start:.1f} s: "
-          f"{'all passed' if not failures else f'{failures} input(s) FAILED'}")
-    return 1 if failures else 0
+    """`python -m tinyconvmixer.gradcheck`: the command lives in checksuite.py, the cases in
+    gradcheck_cases.py (and parity.py), the planted bugs in bugs.py."""
+    from . import checksuite
+    return checksuite.main(argv)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,9 @@ class Tensor:
         grads = {id(self): grad}             # gradients of nodes not yet processed
         stored = set()                       # ids of arrays already stored as a leaf's .grad
         for node in _topological_order(self):
-            g = grads.pop(id(node))           # every consumer has contributed: g is complete
+            g = grads.pop(id(node), None)     # every consumer has contributed: g is complete
+            if g is None:                     # (None: each consumer's backward returned None for it)
+                continue
             fn = node._fn
             if fn is None:                    # a leaf: store the gradient for the user
                 if g.base is not None or id(g) in stored:   # a view, or shared with another leaf
@@ -176,8 +178,7 @@ class Tensor:
                 if need and gi is not None:
                     if not isinstance(gi, xp.ndarray) or gi.dtype != t.dtype:
                         gi = xp.asarray(gi, dtype=t.dtype)   # an input's gradient has its dtype
-                    key = id(t)
-                    grads[key] = gi if key not in grads else grads[key] + gi
+                    _accumulate(grads, id(t), gi)
             fn.__dict__ = {"inputs": None}   # free the graph (and its saved arrays) as we go
 
     # ----- operators (implemented in ops.py) ------------------------------------
@@ -228,6 +229,12 @@ def as_tensor(x, like=()):
     if dtype.kind != "f" and x_kind == "f":
         dtype = np.float32                     # int tensor * 2.5 must not become int * 2
     return Tensor(xp.asarray(x, dtype=dtype))
+
+
+def _accumulate(grads, key, g):
+    """Collect one more gradient for the tensor `key`: a tensor that several ops used
+    (or one op used twice, as in x * x) gets the sum of all their contributions."""
+    grads[key] = g if key not in grads else grads[key] + g
 
 
 def _topological_order(root):

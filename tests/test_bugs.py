@@ -1,0 +1,184 @@
+"""The planted-bug catalogue: each bug is caught by exactly the kinds of check it claims.
+
+The checks run in 'random' mode (8 random directions per input instead of every
+element): a wrong gradient shows in almost every direction, and the whole
+catalogue then takes seconds instead of minutes. One thread: the shapes are tiny.
+"""
+
+import numpy as np
+import pytest
+
+from tinyconvmixer import bugs, checksuite, ops, parity
+from tinyconvmixer.functional import conv, normalization
+from tinyconvmixer.gradcheck import main
+from tinyconvmixer.plant import planted
+
+HAVE_TORCH = parity.load_torch() is not None
+ALL = tuple(checksuite.KINDS)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("TINYCONVMIXER_THREADS", "1")
+
+
+def test_planted_swaps_and_restores_even_on_error():
+    original = conv.col2im
+    with pytest.raises(RuntimeError, match="inside"):
+        with planted((conv, "col2im", len)):
+            assert conv.col2im is len
+            raise RuntimeError("inside")
+    assert conv.col2im is original
+    with pytest.raises(AttributeError, match="no 'col2imm'"):
+        with planted((conv, "col2im", len), (conv, "col2imm", len)):
+            pass
+    assert conv.col2im is original                       # the first swap was undone too
+    with pytest.raises(AttributeError, match="of its own"):   # inherited, not BatchNorm's own
+        with planted((normalization.BatchNorm, "apply", len)):
+            pass
+
+
+def test_every_bug_restores_the_engine():
+    before = {(owner, name): vars(owner)[name] for bug in bugs.BUGS for owner, name, _ in bug.swaps()}
+    for bug in bugs.BUGS:
+        with bug.plant():
+            pass
+    assert before == {(owner, name): vars(owner)[name] for owner, name in before}
+
+
+def test_catalogue_covers_the_lessons():
+    """At least 10 bugs, and each lesson of the catalogue has an example."""
+    assert len(bugs.BUGS) >= 10 and len(bugs.BY_NAME) == len(bugs.BUGS)
+    caught = {b.name: set(b.caught_by) for b in bugs.BUGS}
+    assert all(c <= set(ALL) and c for c in caught.values())
+    assert any({"op"} <= c and "model" not in c for c in caught.values())       # per-op only
+    assert any("model" in c and not {"op", "ones"} & c for c in caught.values())  # model only
+    assert any("op" in c and "ones" not in c for c in caught.values())          # random u only
+    assert any(c == {"parity"} for c in caught.values())                          # no gradient check
+    assert any(c == {"optim"} for c in caught.values())
+    for bug in bugs.BUGS:
+        assert bug.summary and len(bug.name) + len(bug.summary) < 110 and bug.where and bug.explanation
+
+
+def test_no_bug_no_failure(xp):
+    """The baseline: without a bug, every kind passes (else 'caught' would mean nothing)."""
+    for kind in ALL:
+        rows = checksuite.run_kind(kind, xp, mode="random")
+        assert checksuite.verdict(rows) == ("missed" if HAVE_TORCH or kind == "optim" else "skipped"), \
+            [r for r in rows if r.failed]
+
+
+@pytest.mark.parametrize("bug", bugs.BUGS, ids=[b.name for b in bugs.BUGS])
+def test_bug_is_caught_by_exactly_the_kinds_it_claims(bug, xp):
+    by_kind = checksuite.run_planted(bug, ALL, xp, None, "random", 0)
+    measured = {kind: checksuite.verdict(rows) for kind, rows in by_kind.items()}
+    expected = {kind: "caught" if kind in bug.caught_by else "missed" for kind in ALL}
+    if not HAVE_TORCH:
+        expected["parity"] = "skipped"
+        if bug.caught_by == ("optim",):
+            expected["optim"] = "caught"              # the decay check needs no PyTorch
+    assert measured == expected, {k: sorted({r.check for r in rows if r.failed}) for k, rows in by_kind.items()}
+
+
+def test_bug_lives_in_the_path_it_names(xp):
+    """Paths: col2im-overwrite breaks only im2col convolutions with overlapping windows; the
+    BatchNorm bugs reach both BatchNorm paths (plain and channels-last rows)."""
+    with bugs.BY_NAME["col2im-overwrite"].plant():
+        failing = {r.check for r in checksuite.run_kind("op", xp, op="conv2d", mode="random") if r.failed}
+    assert "conv2d" in failing and "conv2d depthwise x2 multiplier" in failing       # im2col, k > stride
+    assert not failing & {"conv2d patch k=2 stride=2", "conv2d pointwise 1x1",       # no overlap
+                          "conv2d depthwise same", "conv2d depthwise stride=2"}     # the depthwise path
+    with bugs.BY_NAME["bn-no-var-path"].plant():
+        failing = {r.check for r in checksuite.run_kind("op", xp, op="batch_norm", mode="random") if r.failed}
+    assert {"batch_norm train", "batch_norm train channels-last", "batch_norm train (N, C)"} <= failing
+    assert not failing & {"batch_norm eval", "batch_norm eval channels-last"}
+
+
+def test_mystery_draws_every_bug_and_reveal_names_it(capsys):
+    n = len(bugs.BUGS)
+    for start in (0, n, 5 * n):                 # every run of n consecutive seeds deals each bug once
+        assert sorted(bugs.mystery(seed).name for seed in range(start, start + n)) == sorted(bugs.BY_NAME)
+    assert [bugs.mystery(s).name for s in range(n)] != [b.name for b in bugs.BUGS]   # not in order
+    assert main(["--reveal", "5"]) == 0
+    assert bugs.mystery(5).name in capsys.readouterr().out
+
+
+def test_command_inject_mystery_and_errors(capsys):
+    assert main(["--list-bugs"]) == 0
+    out = capsys.readouterr().out
+    assert all(b.name in out and b.summary in out for b in bugs.BUGS)
+    assert main(["--inject", "col2im-overwrite", "--mode", "random", "--kind", "op,model"]) == 0
+    out = capsys.readouterr().out
+    assert "every kind that ran did what the catalogue says" in out and "conv2d" in out
+    assert main(["--inject", "no-such-bug"]) == 2
+    assert "no bug named 'no-such-bug'" in capsys.readouterr().err
+    assert main(["--kind", "nope"]) == 2
+    assert main(["--mystery", "-1"]) == 2 and main(["--reveal", "-3"]) == 2
+    seed = next(s for s in range(100) if bugs.mystery(s).name == "ce-no-softmax")
+    assert main(["--mystery", str(seed), "--mode", "random", "--kind", "op"]) == 1
+    out = capsys.readouterr().out
+    assert "cross_entropy" in out and "ce-no-softmax" not in out and "softmax term" not in out
+    assert ops.unbroadcast.__module__ == "tinyconvmixer.ops"   # nothing left planted
+
+
+def test_inject_reports_a_wrong_expectation(capsys, monkeypatch):
+    """If a bug stopped being caught where the catalogue says, --inject exits 1."""
+    bug = bugs.BY_NAME["sub-sign"]
+    monkeypatch.setitem(bugs.BY_NAME, "sub-sign", bugs.Bug(**{**bug.__dict__, "caught_by": ("model",)}))
+    assert main(["--inject", "sub-sign", "--mode", "random", "--kind", "op,model"]) == 1
+    assert "NOT as the catalogue says" in capsys.readouterr().out
+
+
+def test_parity_skips_cleanly_without_torch(capsys, monkeypatch):
+    monkeypatch.setattr(parity, "load_torch", lambda: None)
+    rows = checksuite.run_kind("parity", np)
+    assert rows and all(r.status == "SKIP" for r in rows) and checksuite.verdict(rows) == "skipped"
+    assert main(["--kind", "parity,optim"]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch is not installed" in out and "FAIL" not in out
+    assert main(["--inject", "gelu-tanh-for-exact", "--mode", "random", "--kind", "op,parity"]) == 0
+    assert "not run here: parity (PyTorch is not installed)" in capsys.readouterr().out
+
+
+def test_list_honours_op_and_kind(capsys):
+    assert main(["--list", "--op", "batch_norm"]) == 0
+    listed = capsys.readouterr().out.split("\n")
+    assert "batch_norm train" in listed and not any("conv2d" in n for n in listed)
+    assert main(["--list", "--kind", "parity", "--op", "gelu"]) == 0
+    assert capsys.readouterr().out.split() == ["parity", "gelu", "exact", "parity", "gelu", "tanh"]
+
+
+def test_long_check_names_keep_the_columns_aligned(capsys):
+    rows = [checksuite.Row("op", "a check name much longer than thirty-four characters", "x",
+                           1e-10, 1e-10, (0, 1), "PASS"),
+            checksuite.Row("op", "short", "weight", 2e-10, 3e-10, (1,), "PASS")]
+    checksuite.print_table(rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.index("e-10") for line in lines[1:]}) == 1                 # numbers line up
+    assert len({line.rindex("PASS") for line in lines[1:]}) == 1
+    assert lines[0].index("result") == lines[1].rindex("PASS")
+
+
+def test_bugs_reach_the_gpu_kernel_paths(monkeypatch, rng):
+    """On a GPU, BatchNorm runs cuda/batchnorm.cu and AdamW cuda/adamw.cu. The emulator runs those
+    kernels on the CPU: the planted bugs must reach these paths too (and the checks see them)."""
+    from tinyconvmixer import Tensor, optim
+    from tinyconvmixer import functional as F
+    from tinyconvmixer.cuda import batchnorm as cuda_bn, emulate, launch
+    from tinyconvmixer.gradcheck import gradcheck
+    if not emulate.available():
+        pytest.skip("no C++20 compiler for the CUDA emulator")
+    fused = []
+    step = optim.cuda_adamw.adamw_step
+    monkeypatch.setattr(optim.cuda_adamw, "adamw_step", lambda entries: (fused.append(1), step(entries))[1])
+    with launch.emulated():
+        x = Tensor(rng.standard_normal((6, 3)), requires_grad=True)
+        w = rng.standard_normal(3)
+        assert normalization._rows_impl(x.data, w, None) is cuda_bn
+        fn = lambda x: F.batch_norm(x, None, None, w, None, training=True)   # noqa: E731
+        assert gradcheck(fn, [x], mode="random", n_directions=2).passed
+        with bugs.BY_NAME["bn-no-var-path"].plant():
+            assert not gradcheck(fn, [x], mode="random", n_directions=2).passed
+        assert parity.adamw_decay(np, None)[0].passed and len(fused) == 5
+        with bugs.BY_NAME["adamw-l2"].plant():
+            assert not parity.adamw_decay(np, None)[0].passed and len(fused) == 10
