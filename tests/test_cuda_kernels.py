@@ -190,3 +190,17 @@ def test_gelu_without_grad_skips_the_slope(where, rng):
         without = F.gelu(Tensor(x, requires_grad=True))
     np.testing.assert_array_equal(backend.to_numpy(without.data), backend.to_numpy(with_grad.data))
     assert with_grad._fn.slope is not None and without._fn is None and "gelu" in compiled
+
+
+def test_gelu_kernel_on_size_one_axes_with_odd_strides(where):
+    """A (N, C, 1, 1) map (a patch as large as the image, or a bug that shrinks the maps) whose
+    size-1 axes carry strides that empty_like does not copy: found by the CuPy stand-in, where the
+    kernel path gave up on matching layouts and crashed."""
+    xp, compiled = where
+    x = xp.asarray(np.arange(8, dtype=np.float32) - 4)
+    odd = xp.lib.stride_tricks.as_strided(x, (2, 4, 1, 1), (16, 4, 16, 16))
+    y = F.gelu(Tensor(odd, requires_grad=True))
+    y.backward(Tensor(xp.ones((2, 4, 1, 1), np.float32)))
+    assert "gelu" in compiled
+    ref = F.gelu(Tensor(np.arange(8, dtype=np.float32).reshape(2, 4, 1, 1) - 4))
+    np.testing.assert_allclose(backend.to_numpy(y.data), ref.data, rtol=2e-5, atol=1e-6)

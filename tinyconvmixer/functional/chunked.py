@@ -43,9 +43,13 @@ def chunked_map(kernel, *arrays, outputs=1):
 
 
 def memory_order_views(arrays):
-    """1-D views of arrays that share one dense layout, in memory order (else None)."""
+    """1-D views of arrays that share one dense layout, in memory order (else None).
+
+    The stride of an axis of length 1 is never used to step, and NumPy and CuPy set it
+    freely (empty_like need not copy it), so only the other axes' strides must agree."""
     ref = arrays[0]
-    if any(a.shape != ref.shape or a.strides != ref.strides for a in arrays):
+    used = [axis for axis, n in enumerate(ref.shape) if n > 1]
+    if any(a.shape != ref.shape or any(a.strides[i] != ref.strides[i] for i in used) for a in arrays):
         return None
     order = sorted(range(ref.ndim), key=lambda axis: -ref.strides[axis])
     if not ref.transpose(order).flags.c_contiguous:
