@@ -60,6 +60,7 @@ def test_numpy_arrays_do_not_mix_into_device_computations():
             attempt()
     assert (d * np.float32(2)).get().tolist() == [2, 4, 6]      # NumPy *scalars* are fine
     assert (np.float32(2) * d).get().tolist() == [2, 4, 6]
+    assert (d < np.array(2.5)).get().tolist() == [True, True, False]   # CuPy compares with its value
     with pytest.raises(TypeError, match="NumPy's"):
         np.exp(d)                                # stricter than CuPy: the project computes with xp
     with pytest.raises(TypeError, match="NumPy's"):
@@ -144,7 +145,7 @@ def test_memory_pool_counts_live_arrays():
     pool = cp.get_default_memory_pool()
     before = pool.used_bytes()
     d = cp.zeros(1000, np.float64)
-    assert pool.used_bytes() == before + 8000 and pool.total_bytes() >= pool.used_bytes()
+    assert pool.used_bytes() == before + 8192 and pool.total_bytes() >= pool.used_bytes()   # 512-byte units
     del d
     assert pool.used_bytes() == before
     pool.set_limit(size=before + 4000)
@@ -190,14 +191,17 @@ def _gradcheck_mul(device):
     return gradcheck(lambda a, b: a * b, [a, b]).passed
 
 
+# Each plant fails on the real CuPy 14 too (not only because the stand-in is stricter than CuPy).
 PLANTS = {
-    # an op's backward calls NumPy on the gradient
-    "numpy call in backward": lambda g, a, b: (ops.unbroadcast(np.multiply(g, b), a.shape),
+    # an op's backward makes the gradient contiguous with NumPy: np.ascontiguousarray converts
+    # through __array__, which CuPy refuses
+    "numpy call in backward": lambda g, a, b: (ops.unbroadcast(np.ascontiguousarray(g) * b, a.shape),
                                                ops.unbroadcast(g * a, b.shape)),
-    # a NumPy 0-d array (not a NumPy scalar) mixed into a device expression
+    # a NumPy 0-d array (not a NumPy scalar) mixed into a device expression: CuPy's ufuncs refuse
+    # host arrays ("Unsupported type"), 0-d ones included
     "numpy 0-d array in expression": lambda g, a, b: (ops.unbroadcast(g * b * np.array(1.0), a.shape),
                                                       ops.unbroadcast(g * a, b.shape)),
-    # a keyword that NumPy has and CuPy has not
+    # a keyword that NumPy has and CuPy has not: CuPy's sum(axis, dtype, out, keepdims)
     "keyword cupy lacks": lambda g, a, b: (g * b, (g * a).sum(axis=0, keepdims=True, initial=0.0)),
     # np.asarray on a device array
     "np.asarray of a device array": lambda g, a, b: (ops.unbroadcast(np.asarray(g) * b, a.shape),
@@ -216,11 +220,14 @@ def test_planted_cupy_only_bugs(monkeypatch, plant):
 
 
 def test_planted_bug_in_a_forward_pass(monkeypatch):
-    """The same in a forward pass: GELU's plain path computing its CDF with NumPy."""
+    """The same in a forward pass: GELU's plain path computing its CDF with SciPy's erf instead of
+    backend.erf. On CuPy, scipy.special.erf(device) is a NumPy ufunc call that CuPy cannot
+    dispatch (cupy has no `erf`; it lives in cupyx.scipy.special): a TypeError there too."""
+    import scipy.special
     from tinyconvmixer.cuda import launch
     from tinyconvmixer.functional import activation
     monkeypatch.setattr(activation, "normal_cdf_into",
-                        lambda out, x: np.copyto(out, 0.5 * (1 + np.tanh(0.8 * x))))
+                        lambda out, x: out.__setitem__(Ellipsis, 0.5 * (1 + scipy.special.erf(x * 0.7071))))
     old = launch.set_enabled(False)                   # the plain xp path, not the CUDA kernel
     try:
         F.gelu(Tensor(np.ones((2, 3), np.float32)))   # the CPU does not notice
@@ -228,3 +235,47 @@ def test_planted_bug_in_a_forward_pass(monkeypatch):
             F.gelu(Tensor(dev(np.ones((2, 3)))))
     finally:
         launch.set_enabled(old)
+
+
+def test_what_cupy_refuses_that_numpy_would_convert():
+    d = dev(np.arange(6).reshape(2, 3))
+    n = cp.asarray(np.array(3))                        # a 0-d device integer
+    for attempt in (lambda: cp.exp([1.0, 2.0]), lambda: cp.sum([1, 2]), lambda: cp.where(True, d, 0),
+                    lambda: cp.zeros(n), lambda: d.reshape(n, 2), lambda: d.sum(axis=cp.asarray(np.array(0))),
+                    lambda: d.astype(np.float64, casting="unsafe"), lambda: float(d[0:1, 0]),
+                    lambda: d.__setitem__(slice(None), [1, 2, 3]), lambda: d == None):   # noqa: E711
+        with pytest.raises(TypeError):
+            attempt()
+    with pytest.raises(ValueError, match="Unsupported dtype"):
+        cp.asarray(np.array(["a", "b"]))
+    with pytest.raises(TypeError, match="initial"):
+        cp.add.reduce(d, initial=0)
+
+
+def test_what_cupy_allows_that_looks_like_host_data():
+    d = dev([1, 2, 3])
+    cp.copyto(d, np.array([7.0], np.float32))          # a one-element host source: its value
+    assert d.get().tolist() == [7, 7, 7]
+    d.fill(np.array(2.0))
+    assert cp.einsum("i,i->", d, np.ones(3, np.float32)).item() == 6.0   # einsum uploads its operands
+    assert d.take(np.array([0, 4])).get().tolist() == [2, 2]             # take wraps around
+    assert d.argmax(dtype=np.int32).dtype == np.int32                   # a CuPy-only keyword
+    b = cp.broadcast_to(d, (2, 3))
+    assert not b.flags.c_contiguous                                      # a view; writable as in CuPy
+
+
+def test_undefined_on_the_gpu_is_refused():
+    d = dev(np.arange(5))
+    with pytest.raises(ValueError, match="more than once"):
+        d[cp.asarray(np.array([1, 1]))] = dev([3, 4])   # which value lands is undefined on the GPU
+    with pytest.raises(ValueError, match="overlapping"):
+        d[1:] = d[:-1]                                   # memcpy between overlapping regions
+    assert np.isnan(cp.empty(3, np.float32).get()).all()  # fresh memory is garbage, not zeros
+
+
+def test_scalar_indexing_is_a_view():
+    d = dev([1, 2, 3])
+    v = d[1]
+    d[1] = 9
+    assert v.item() == 9.0 and v.shape == ()
+    assert cp.ascontiguousarray(v).shape == ()

@@ -19,20 +19,25 @@ is recorded as null: the stand-in then accepts any arguments for that name.
 import ast
 import inspect
 import json
+import os
 import re
 import sys
 
-import cupy
-import cupyx
-import cupyx.scipy.special
-import numpy
+# This folder holds the stand-in's own `cupy` and `cupyx`: never let them answer for the real ones.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import cupy  # noqa: E402
+import cupyx  # noqa: E402
+import cupyx.scipy.special  # noqa: E402
+import numpy  # noqa: E402
 
 MODULES = ["cupy", "cupy.lib", "cupy.lib.stride_tricks", "cupy.linalg", "cupy.random", "cupy.fft",
            "cupy.cuda", "cupy.cuda.runtime", "cupy.cuda.memory", "cupy.cuda.stream",
            "cupyx", "cupyx.scipy", "cupyx.scipy.special"]
 CLASSES = ["cupy.ndarray", "cupy.cuda.Device", "cupy.cuda.MemoryPool", "cupy.cuda.PinnedMemoryPool",
            "cupy.cuda.MemoryPointer", "cupy.cuda.Stream", "cupy.cuda.Event", "cupy.RawModule",
-           "cupy.RawKernel", "cupy._core.flags.Flags"]
+           "cupy.RawKernel", "cupy._core.flags.Flags", "cupy.ufunc"]
 KINDS = {inspect.Parameter.POSITIONAL_ONLY: "positional", inspect.Parameter.POSITIONAL_OR_KEYWORD: "either",
          inspect.Parameter.VAR_POSITIONAL: "*args", inspect.Parameter.KEYWORD_ONLY: "keyword",
          inspect.Parameter.VAR_KEYWORD: "**kwargs"}

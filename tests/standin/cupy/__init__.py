@@ -31,7 +31,8 @@ import numpy as _np
 
 from . import _api
 from ._core import ndarray
-from ._core import synchronize as _synchronize, unwrap as _unwrap, unwrap_all as _unwrap_all, wrap as _wrap
+from ._core import check_parameters as _check_parameters, poison as _poison, synchronize as _synchronize
+from ._core import unwrap as _unwrap, unwrap_all as _unwrap_all, wrap as _wrap
 
 __version__ = _api.VERSION
 __standin__ = True                    # lets tests tell the stand-in from the real CuPy
@@ -44,7 +45,8 @@ _KEEP_LAYOUT = {"empty_like", "zeros_like", "ones_like", "full_like", "copy", "a
 
 
 class ufunc:
-    """cupy.ufunc: a NumPy ufunc behind the wall; results are fresh C-ordered device arrays."""
+    """cupy.ufunc: a NumPy ufunc behind the wall; results are fresh C-ordered device arrays.
+    Its operands are device arrays and scalars: lists, None and host arrays are refused."""
 
     def __init__(self, module, name, np_ufunc, params):
         self._np, self._params = np_ufunc, params
@@ -57,10 +59,15 @@ class ufunc:
 
     def __call__(self, *args, **kwargs):
         _api.check_call(self._qualname, self._params, args, kwargs)
+        for x in args[:self.nin]:
+            if isinstance(x, (list, tuple)) or x is None:
+                raise TypeError(f"{self._qualname}: Unsupported type {type(x)}")
         return _call(self._qualname, self._np, args, kwargs)
 
     def _method(self, method, *args, **kwargs):
-        return _call(f"{self._qualname}.{method}", getattr(self._np, method), args, kwargs)
+        qualname = f"{self._qualname}.{method}"
+        _api.check_call(qualname, _api.CLASSES["cupy.ufunc"][method]["params"], args, kwargs)
+        return _call(qualname, getattr(self._np, method), args, kwargs)
 
     def reduce(self, *args, **kwargs):
         return self._method("reduce", *args, **kwargs)
@@ -74,13 +81,16 @@ class ufunc:
     def at(self, *args, **kwargs):
         return self._method("at", *args, **kwargs)
 
+    def reduceat(self, *args, **kwargs):
+        return self._method("reduceat", *args, **kwargs)
 
-def _call(qualname, np_func, args, kwargs, keep_layout=False):
+
+def _call(qualname, np_func, args, kwargs, keep_layout=False, allow_host=False):
     """Run a NumPy function on the arrays behind device arguments; wrap the result as CuPy would."""
     out = kwargs.get("out")
     if out is not None and not isinstance(out, (ndarray, tuple)):
         raise TypeError("Output arguments type must be cupy.ndarray")
-    args, kwargs = _unwrap_all(args, kwargs, qualname)
+    args, kwargs = _unwrap_all(args, kwargs, qualname, allow_host)
     result = np_func(*args, **kwargs)
     if out is not None and isinstance(out, ndarray) and result is out._a:
         return out
@@ -89,18 +99,71 @@ def _call(qualname, np_func, args, kwargs, keep_layout=False):
     return _wrap(result, c_order=not keep_layout and "order" not in kwargs, inputs=inputs)
 
 
+# Functions that copy host data over (CuPy applies asarray to it), and what else they take.
+_TAKES_HOST = {"einsum", "take_along_axis", "copyto"}
+
+
 def _function(module, name, np_func, params):
     qualname = f"{module}.{name}"
 
     def function(*args, **kwargs):
         _api.check_call(qualname, params, args, kwargs)
+        _check_parameters(qualname, params, args, kwargs)
         if name in _SYNCING or (name == "where" and len(args) + len(kwargs) == 1):
             _synchronize(f"{qualname}() (its result's size depends on the data)")
-        return _call(qualname, np_func, args, kwargs, keep_layout=name in _KEEP_LAYOUT)
+        if name in _SPECIAL_CALLS:
+            return _SPECIAL_CALLS[name](np_func, args, kwargs)
+        return _call(qualname, np_func, args, kwargs, keep_layout=name in _KEEP_LAYOUT,
+                     allow_host=name in _TAKES_HOST)
 
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"{qualname}{params}: NumPy's {name} behind the stand-in's checks."
     return function
+
+
+def _empty(np_func, args, kwargs):
+    """empty / empty_like: memory as the GPU leaves it, garbage (see _core.poison)."""
+    result = _call("cupy." + np_func.__name__, np_func, args, kwargs, keep_layout=True)
+    _poison(result._a)
+    return result
+
+
+def _broadcast_to(np_func, args, kwargs):
+    """A broadcast view that can be written, as CuPy's can (NumPy's is read-only)."""
+    view = _call("cupy.broadcast_to", np_func, args, kwargs, keep_layout=True)._a
+    return _wrap(_np.lib.stride_tricks.as_strided(view, view.shape, view.strides), c_order=False)
+
+
+def _take_along_axis(np_func, args, kwargs):
+    """take_along_axis with CuPy's wrap-around of out-of-bounds indices (host indices copied over)."""
+    a, indices, axis = _api.signature("(a, indices, axis)").bind(*args, **kwargs).args
+    a, indices = _unwrap(a, "cupy.take_along_axis"), _unwrap(indices, "cupy.take_along_axis", allow_host=True)
+    if axis is not None and a.shape[axis]:
+        indices = indices % a.shape[axis]
+    return _wrap(np_func(a, indices, axis))
+
+
+def _take(np_func, args, kwargs):
+    bound = _api.signature("(a, indices, axis=..., out=...)").bind(*args, **kwargs).arguments
+    a = bound.pop("a")
+    if not isinstance(a, ndarray):
+        raise TypeError(f"cupy.take: Unsupported type {type(a)}")
+    return a.take(bound.pop("indices"), **bound)
+
+
+def _copyto(np_func, args, kwargs):
+    """copyto: a host source only if it has one element (CuPy takes its value)."""
+    bound = _api.signature("(dst, src, casting=..., where=...)").bind(*args, **kwargs).arguments
+    if not isinstance(bound["dst"], ndarray):
+        raise TypeError(f"cupy.copyto: the destination must be a cupy.ndarray, got {type(bound['dst'])}")
+    if isinstance(bound["src"], _np.ndarray) and bound["src"].size != 1:
+        raise TypeError(f"cupy.copyto: Unsupported type {type(bound['src'])} (a host array of "
+                        f"{bound['src'].size} elements)")
+    return _call("cupy.copyto", np_func, args, kwargs, allow_host=True)
+
+
+_SPECIAL_CALLS = {"empty": _empty, "empty_like": _empty, "broadcast_to": _broadcast_to,
+                  "take_along_axis": _take_along_axis, "take": _take, "copyto": _copyto}
 
 
 def _not_modelled(qualname):
@@ -163,7 +226,7 @@ def _to_device(host):
     """Host memory copied to the "device": the copy never aliases the host array."""
     if not (host.flags.c_contiguous or host.flags.f_contiguous):
         host = _np.ascontiguousarray(host)
-    if host.dtype.kind == "O":
+    if host.dtype.kind not in "biufc":
         raise ValueError(f"Unsupported dtype {host.dtype}")
     return _wrap(host, c_order=False)
 
@@ -172,7 +235,9 @@ def ascontiguousarray(a, dtype=None):
     if not isinstance(a, ndarray):
         raise TypeError(f"Argument 'a' has incorrect type (expected cupy._core.core._ndarray_base, got "
                         f"{type(a).__name__})")
-    return _wrap(_np.ascontiguousarray(a._a, dtype=dtype), c_order=False)
+    if a.flags.c_contiguous and (dtype is None or _np.dtype(dtype) == a.dtype):
+        return a                               # already C-contiguous: the array itself (0-d stays 0-d)
+    return _wrap(_np.array(a._a, dtype=dtype, order="C", copy=True), c_order=False)
 
 
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):

@@ -4,30 +4,32 @@
 Everything that crosses the wall is checked the way CuPy checks it:
 
 * NumPy arrays cannot come in: `device + np.ones(3)`, `cupy.add(device, host)`,
-  `cupy.where(host_mask, ...)` raise CuPy's TypeError ("Unsupported type"). NumPy
-  *scalars* (np.float32(2)) and Python numbers are fine, as in CuPy. Only the
-  copying functions (cupy.array / asarray / asanyarray), `ndarray.set`, and indices
-  (CuPy copies index arrays to the device) take host arrays.
+  `cupy.where(host_mask, ...)` raise CuPy's TypeError ("Unsupported type"), and so do
+  Python lists where CuPy wants an array. NumPy *scalars* (np.float32(2)) and Python
+  numbers are fine, as in CuPy. Only what CuPy copies over takes host data: cupy.array /
+  asarray / asanyarray, `ndarray.set`, indices, a 0-d array in a comparison or `fill`.
 * Device arrays cannot go out except through a copy: `np.asarray(device)` raises
-  TypeError (`__array__` refuses, as in CuPy), there is no `__index__`, no
-  `.ctypes`, no buffer. NumPy's own functions and ufuncs called on a device array
-  (`np.exp(device)`, `np.sum(device)`) are refused too; real CuPy would run those
-  through `__array_ufunc__` / `__array_function__`, but the project's rule is that
-  ops use `xp`, and a NumPy call that happens to work on CuPy hides host/device
-  confusion. The one NumPy path allowed is a NumPy scalar on the left of an
-  operator (`np.float32(2) * device`), which Python routes through the ufunc.
-* Results look like CuPy's: reductions and scalar indexing give 0-d device arrays,
-  not NumPy scalars; every freshly computed array (ufuncs, reductions, advanced
+  TypeError (`__array__` refuses, as in CuPy), there is no `__index__` (nor a device
+  array accepted as a shape or an axis), no `.ctypes`, no buffer. NumPy's own functions
+  and ufuncs called on a device array (`np.exp(device)`, `np.sum(device)`) are refused
+  too; real CuPy would run those through `__array_ufunc__` / `__array_function__`, but
+  the project's rule is that ops use `xp`, and a NumPy call that happens to work on CuPy
+  hides host/device confusion. The one NumPy path allowed is a NumPy scalar on the left
+  of an operator (`np.float32(2) * device`), which Python routes through the ufunc.
+* Results look like CuPy's: reductions give 0-d device arrays and scalar indexing 0-d
+  views, not NumPy scalars; every freshly computed array (ufuncs, reductions, advanced
   indexing, ...) is C-ordered, whatever the layout of its inputs (NumPy keeps the
-  inputs' layout); views stay views; `*_like`, `astype` and `copy(order='K')` keep
-  the layout, as CuPy's do. Out-of-bounds integer-array indices wrap around, as in
-  CuPy, instead of raising IndexError.
+  inputs' layout); views stay views; `*_like`, `astype` and `copy(order='K')` keep the
+  layout, as CuPy's do. Out-of-bounds integer indices wrap around, as in CuPy, instead
+  of raising IndexError.
+* What a GPU leaves undefined fails: fresh `empty` memory holds garbage (NaN), an
+  assignment naming an element twice and a copy between overlapping regions raise.
 * Host synchronisations are counted (`SYNCS`) and refused inside
   `cupyx.allow_synchronize(False)`: `.get()`, `cupy.asnumpy`, `.item()`, `.tolist()`,
   `int()/float()/bool()`, printing, and the data-dependent shapes (boolean masks,
   `nonzero`, `unique`, ...) that make CuPy wait for the GPU.
-* Device memory is accounted: bytes of live arrays (`MEMORY.used`), the pool's high
-  water mark, and an optional limit that raises OutOfMemoryError.
+* Device memory is accounted: bytes of live arrays in 512-byte units (`MEMORY.used`), the
+  pool's high-water mark, and an optional limit that raises OutOfMemoryError.
 """
 
 import threading
@@ -59,9 +61,11 @@ def set_sync_allowed(flag):
     return old
 
 
-def synchronize(what):
-    """The host waits for the device here (to read a value, or a data-dependent shape)."""
-    if not sync_allowed():
+def synchronize(what, declared=True):
+    """The host waits for the device here (to read a value, or a data-dependent shape). Refused
+    inside allow_synchronize(False) where CuPy 14.2 declares it (declared=False: CuPy waits but
+    does not check there, e.g. Stream.synchronize; it is only counted)."""
+    if declared and not sync_allowed():
         raise DeviceSynchronized(f"Device synchronization was detected while disallowed: {what}")
     SYNCS["count"] += 1
 
@@ -90,10 +94,11 @@ class _Memory:
             owner = owner.base
         if owner.base is not None or id(owner) in self._owners:   # foreign memory, or known
             return
-        if self.limit and self.used + owner.nbytes > self.limit:
-            raise OutOfMemoryError(owner.nbytes, self.used, self.limit)
-        self._owners[id(owner)] = owner.nbytes
-        self.used += owner.nbytes
+        size = -(-owner.nbytes // 512) * 512      # CuPy's pool hands out multiples of 512 bytes
+        if self.limit and self.used + size > self.limit:
+            raise OutOfMemoryError(size, self.used, self.limit)
+        self._owners[id(owner)] = size
+        self.used += size
         self.held = max(self.held, self.used)
         weakref.finalize(owner, self._release, id(owner))
 
@@ -145,9 +150,42 @@ def unwrap(value, where, allow_host=False):
     raise TypeError(f"{where}: Unsupported type {type(value)}")
 
 
+def poison(a):
+    """Fill fresh, uninitialised memory with garbage (NaN for floats), as a GPU would leave it:
+    code that reads what it never wrote fails here instead of reading NumPy's zeros."""
+    if a.dtype.kind in "fc":
+        a.fill(np.nan)
+    elif a.dtype.kind in "iu":
+        a.fill(np.iinfo(a.dtype).max // 3)
+    return a
+
+
 def unwrap_all(args, kwargs, where, allow_host=False):
     return ([unwrap(a, where, allow_host) for a in args],
             {k: unwrap(v, where, allow_host) for k, v in kwargs.items()})
+
+
+# Parameters that CuPy's functions use as arrays (`a.sum(...)`, `condition.astype(...)`): a list,
+# a Python number or None there fails in CuPy, though NumPy would convert it.
+_ARRAY_PARAMS = {"a", "ary", "arr", "array", "ar", "m", "condition"}
+# Parameters that must be Python integers: a device array there has no __index__ in CuPy.
+_INT_PARAMS = {"shape", "newshape", "axis", "axes", "axis1", "axis2", "source", "destination", "start",
+               "stop", "step", "num", "N", "M", "k", "ndim", "ndmin", "decimals", "ddof", "minlength",
+               "reps", "repeats", "n", "indices_or_sections"}
+
+
+def check_parameters(qualname, params, args, kwargs):
+    sig = _api.signature(params)
+    if sig is None:
+        return
+    for pname, value in sig.bind(*args, **kwargs).arguments.items():
+        if pname in _ARRAY_PARAMS and (value is None or isinstance(value, (list, tuple, bool, int, float))):
+            raise TypeError(f"{qualname}: Unsupported type {type(value)} for '{pname}' (CuPy wants a "
+                            "cupy.ndarray there; NumPy would have converted it)")
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if pname in _INT_PARAMS and any(isinstance(v, ndarray) for v in values):
+            raise TypeError(f"{qualname}: '{pname}' must be a Python int, not a device array "
+                            "(cupy.ndarray has no __index__: read it with int(), a synchronisation)")
 
 
 # ----- indexing -------------------------------------------------------------------------------
@@ -156,7 +194,7 @@ def _index(key, shape):
     copies them over), integer-array indices wrapped around as CuPy does, and a sync counted
     for boolean masks (their result's size depends on the data)."""
     parts = list(key) if isinstance(key, tuple) else [key]
-    converted, simple = [], True
+    converted = []
     for p in parts:
         if isinstance(p, ndarray):
             p = p._a
@@ -165,17 +203,38 @@ def _index(key, shape):
         if isinstance(p, np.ndarray):
             if p.dtype == np.bool_:
                 synchronize("indexing with a boolean mask (the result's size depends on the data)")
-                simple = False
             elif p.dtype.kind not in "iu":
                 raise IndexError("arrays used as indices must be of integer or boolean type. "
                                  f"(actual: {p.dtype.type})")
-        elif p is None or p is Ellipsis:
-            simple = False
+        elif isinstance(p, (float, np.floating)):
+            raise IndexError("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
+                             "integer or boolean arrays are valid indices")
         converted.append(p)
-    if simple and len(converted) <= len(shape):     # integer arrays wrap around, as in CuPy
-        converted = [p % shape[axis] if isinstance(p, np.ndarray) and shape[axis] else p
-                     for axis, p in enumerate(converted)]
-    return tuple(converted) if isinstance(key, tuple) else converted[0]
+    # The axis each part indexes: None takes none, a boolean mask as many as it has, `...` the rest.
+    taken = sum(p.ndim if isinstance(p, np.ndarray) and p.dtype == np.bool_ else 1
+                for p in converted if p is not None and p is not Ellipsis)
+    axis, wrapped = 0, []
+    for p in converted:
+        if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
+            p = p % shape[axis]                        # out-of-bounds indices wrap around, as in CuPy
+        wrapped.append(p)
+        if p is Ellipsis:
+            axis += len(shape) - taken
+        elif p is not None:
+            axis += p.ndim if isinstance(p, np.ndarray) and p.dtype == np.bool_ else 1
+    return tuple(wrapped) if isinstance(key, tuple) else wrapped[0]
+
+
+def _refuse_duplicate_targets(index, shape):
+    """x[idx] = v with an element named twice: which value lands is undefined on the GPU."""
+    try:
+        hits = np.zeros(shape, np.int64)
+        np.add.at(hits, index, 1)
+    except (IndexError, ValueError, TypeError):
+        return
+    if hits.max(initial=0) > 1:
+        raise ValueError("advanced-index assignment names an element more than once: the stored value "
+                         "is undefined on the GPU (CuPy's documentation); use cupyx.scatter_add to add")
 
 
 def _is_basic(key):
@@ -188,6 +247,7 @@ _NDARRAY = "cupy.ndarray"
 _VIEWS = {"reshape", "transpose", "swapaxes", "squeeze", "ravel", "view", "diagonal"}
 _KEEP_LAYOUT = {"astype", "copy"}                              # order='K' keeps strides, as in CuPy
 _SYNCING_METHODS = {"nonzero", "compress", "tobytes", "tofile", "dump", "dumps", "tolist"}
+_TAKE_HOST = {"take", "put", "fill"}
 _NOT_MODELLED = {"scatter_add", "scatter_max", "scatter_min", "reduced_view", "mdspan", "cstruct",
                  "toDlpack", "partition", "argpartition"}
 
@@ -223,12 +283,19 @@ class MemoryPointer:
         return self.ptr
 
 
+_COMPARISONS = {"__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"}
+
+
 def _binary(name):
     def op(self, other):
         if isinstance(other, ndarray):
             other = other._a
         elif isinstance(other, np.ndarray):
-            raise unsupported(other)
+            if not (name in _COMPARISONS and other.ndim == 0):
+                raise unsupported(other)
+            other = other.item()             # CuPy's comparisons take a 0-d host array by value
+        elif other is None:
+            raise TypeError(f"operand type(s) all returned NotImplemented: cupy.ndarray {name} None")
         elif not isinstance(other, _SCALARS):
             if getattr(other, "__array_priority__", 0) > ndarray.__array_priority__:
                 return NotImplemented            # e.g. a Tensor: its reflected operator runs
@@ -270,7 +337,7 @@ class ndarray:
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
             raise NotImplementedError("the CuPy stand-in does not model ndarray(memptr=, strides=)")
-        self._a = np.empty(shape, dtype, order=order)
+        self._a = poison(np.empty(shape, dtype, order=order))
         MEMORY.track(self._a)
 
     @classmethod
@@ -289,7 +356,7 @@ class ndarray:
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: Flags(self._a))
     data = property(lambda self: MemoryPointer(self._a))
-    T = property(lambda self: wrap(self._a.T, c_order=False))
+    T = property(lambda self: self if self._a.ndim < 2 else wrap(self._a.T, c_order=False))
     mT = property(lambda self: wrap(self._a.mT, c_order=False))
     real = property(lambda self: wrap(self._a.real, c_order=False))
     imag = property(lambda self: wrap(self._a.imag, c_order=False))
@@ -349,8 +416,9 @@ class ndarray:
         return self._a.tolist()
 
     def _scalar(self, kind, convert):
-        if self._a.size != 1:
-            raise TypeError(f"only length-1 arrays can be converted to Python scalars ({kind}())")
+        if self._a.ndim != 0 and kind != "bool":
+            raise TypeError(f"only 0-dimensional arrays can be converted to Python scalars ({kind}() of "
+                            f"shape {self.shape})")
         synchronize(f"{kind}() of a device array")
         return convert(self._a.reshape(()).item())
 
@@ -404,18 +472,35 @@ class ndarray:
 
     # ----- indexing ---------------------------------------------------------------------------
     def __getitem__(self, key):
+        if _is_basic(key):               # a view, 0-d included (CuPy's a[1] shares a's memory)
+            parts = key if isinstance(key, tuple) else (key,)
+            view = self._a[parts if Ellipsis in parts else parts + (Ellipsis,)]
+            return wrap(view, c_order=False)
         index = _index(key, self.shape)
         return wrap(self._a[index], inputs=(self._a,))
 
     def __setitem__(self, key, value):
         index = _index(key, self.shape)
+        basic = _is_basic(key)
         if isinstance(value, ndarray):
+            target = self._a[index] if basic else None
+            if target is not None and np.may_share_memory(target, value._a) and not (
+                    target.shape == value.shape and target.strides == value._a.strides
+                    and target.__array_interface__["data"] == value._a.__array_interface__["data"]):
+                raise ValueError("assignment between overlapping regions of one device array (e.g. "
+                                 "y[1:] = y[:-1]): CuPy copies with memcpy, whose result is undefined "
+                                 "when source and destination overlap")
             value = value._a
         elif isinstance(value, np.ndarray):
-            if _is_basic(key) and value.ndim:       # CuPy fills basic slices with a scalar only
+            if basic and value.ndim:         # CuPy fills basic slices with a scalar only
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+        elif basic and isinstance(value, (list, tuple)):
+            raise TypeError(f"Unsupported type {type(value)}: CuPy fills a basic slice with a scalar "
+                            "or copies a device array into it")
         elif not isinstance(value, _SCALARS + (list, tuple)):
             raise unsupported(value)
+        if not basic:
+            _refuse_duplicate_targets(index, self.shape)
         self._a[index] = value
 
     def __len__(self):
@@ -468,14 +553,33 @@ class _Method:
     def __call__(self, *args, **kwargs):
         name, a = self.name, self.array._a
         _api.check_call(f"cupy.ndarray.{name}", self.params, args, kwargs)
+        check_parameters(f"cupy.ndarray.{name}", self.params, args, kwargs)
         out = kwargs.get("out")
         if out is not None and not isinstance(out, ndarray):
             raise TypeError("Output arguments type must be cupy.ndarray")
-        args, kwargs = unwrap_all(args, kwargs, f"cupy.ndarray.{name}")
-        if name == "astype":                       # CuPy's casting=None / subok=None mean NumPy's defaults
-            kwargs = {k: v for k, v in kwargs.items() if not (k in ("casting", "subok") and v is None)}
-        if name == "view" and kwargs.pop("array_class", None) is not None:
-            _not_modelled("ndarray.view(array_class=)")
+        # take, put and fill copy host indices and values over (fill: a 0-d array's value)
+        args, kwargs = unwrap_all(args, kwargs, f"cupy.ndarray.{name}", allow_host=name in _TAKE_HOST)
+        if name == "astype":
+            bound = dict(zip(("dtype", "order", "casting", "subok", "copy"), args), **kwargs)
+            if bound.get("casting") is not None:
+                raise TypeError("casting is not supported yet")
+            if not bound.get("copy", True) and np.dtype(bound["dtype"]) == a.dtype:
+                return self.array                  # copy=False and nothing to do: the array itself
+            args, kwargs = (bound["dtype"],), {k: v for k, v in bound.items()
+                                               if k in ("order", "copy") and v is not None}
+        if name == "view" and kwargs.pop("type", None) is not None:
+            _not_modelled("ndarray.view(type=)")
+        if name in ("argmax", "argmin") and kwargs.get("dtype") is not None:
+            dtype = kwargs.pop("dtype")            # a CuPy-only keyword: the index type
+            return wrap(getattr(a, name)(*args, **kwargs).astype(dtype), inputs=(a,))
+        if name == "take":
+            return wrap(_take(a, *args, **kwargs), inputs=(a,))
+        if name == "put" and len(args) < 3:
+            kwargs.setdefault("mode", "wrap")      # CuPy's default mode is 'wrap'
+        if name == "fill" and isinstance(args[0], np.ndarray):
+            if args[0].ndim:
+                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+            args = [args[0].item()]
         if name in _SYNCING_METHODS:
             synchronize(f"ndarray.{name}()")
         result = getattr(a, name)(*args, **kwargs)
@@ -484,6 +588,13 @@ class _Method:
         if name in _VIEWS or name in _KEEP_LAYOUT:
             return wrap(result, c_order=False)
         return wrap(result, inputs=(a,))
+
+
+def _take(a, indices, axis=None, out=None):
+    """a.take(indices, axis) with CuPy's wrap-around of out-of-bounds indices."""
+    n = a.size if axis is None else a.shape[axis]
+    indices = np.asarray(indices)
+    return np.take(a, indices % n if n else indices, axis=axis, out=out)
 
 
 def _not_modelled(what):

@@ -67,7 +67,7 @@ class Stream:
         self.ptr = 0 if null else id(self)
 
     def synchronize(self):
-        _core.synchronize("cupy.cuda.Stream.synchronize()")
+        _core.synchronize("cupy.cuda.Stream.synchronize()", declared=False)
 
     def record(self, event=None):
         event = event or Event()
@@ -103,7 +103,7 @@ class Event:
         self._time = _time.perf_counter()
 
     def synchronize(self):
-        _core.synchronize("cupy.cuda.Event.synchronize()")
+        _core.synchronize("cupy.cuda.Event.synchronize()", declared=False)
 
     done = property(lambda self: True)
 

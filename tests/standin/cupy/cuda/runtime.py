@@ -26,7 +26,7 @@ def setDevice(device):
 
 
 def deviceSynchronize():
-    _core.synchronize("cupy.cuda.runtime.deviceSynchronize()")
+    _core.synchronize("cupy.cuda.runtime.deviceSynchronize()", declared=False)
 
 
 def runtimeGetVersion():
