@@ -173,51 +173,117 @@ def test_default_data_dir_comes_from_the_environment(data_dir, cifar):
 
 # ---------------------------------------------------------------- the cache
 
-def test_cache_is_written_beside_the_source_and_reused(tmp_path, cifar):
-    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
-    archive = tar_folder(folder, tmp_path / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+def test_cache_is_written_in_the_cache_folder_keyed_on_content_and_reused(tmp_path, data_dir, cifar, capsys):
+    folder = write_binary_folder(tmp_path / "src" / "cifar-10-batches-bin", cifar)
+    archive = tar_folder(folder, tmp_path / "src" / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
     first = load_cifar10(archive, download=False)
-    caches = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
+    assert "first use: decoding CIFAR-10 from cifar-10-binary.tar.gz" in capsys.readouterr().err
+    assert not list((tmp_path / "src").glob("*.npz"))       # never beside the source
+    caches = sorted(data_dir.glob("cifar-10-binary.decoded-*.npz"))
     assert len(caches) == 1 and "decoded now" in first.source
     with np.load(caches[0], allow_pickle=False) as npz:    # plain arrays, no pickle needed
         assert npz["train_x"].dtype == np.uint8
     second = load_cifar10(archive, download=False)
     assert "decoded arrays from" in second.source and str(caches[0]) in second.source
+    assert "decoding" not in capsys.readouterr().err
     assert_same(second, expected(cifar))
-    assert not list(tmp_path.glob("*.tmp*"))                 # no temporary file left behind
+    assert second.fingerprint == first.fingerprint and len(first.fingerprint) == 16
+    assert not list(data_dir.glob("*.tmp*"))                 # no temporary file left behind
 
-    # A changed source gets a new cache; the stale one is removed.
-    os.utime(archive, ns=(0, 10**18))
-    third = load_cifar10(archive, download=False)
-    assert "decoded now" in third.source
-    new = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
-    assert len(new) == 1 and new != caches
+    # The source edited in place, its size and modification time kept: a new cache, the stale one removed.
+    plain = tmp_path / "src" / "cifar-10-binary.tar"              # uncompressed: edit a label byte in place
+    with tarfile.open(plain, "w") as tar:
+        tar.add(folder, arcname="cifar-10-batches-bin")
+    first = load_cifar10(plain, download=False)
+    caches = sorted(data_dir.glob("cifar-10-binary.decoded-*.npz"))
+    with tarfile.open(plain) as tar:
+        offset = tar.getmember("cifar-10-batches-bin/data_batch_1.bin").offset_data
+    before = os.stat(plain)
+    raw = bytearray(plain.read_bytes())
+    raw[offset] = (raw[offset] + 1) % 10                           # image 0's label
+    plain.write_bytes(bytes(raw))
+    os.utime(plain, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(plain).st_size, os.stat(plain).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    third = load_cifar10(plain, download=False)
+    assert "decoded now" in third.source and third.fingerprint != first.fingerprint
+    assert third.train_y[0] == (first.train_y[0] + 1) % 10
+    assert sorted(data_dir.glob("cifar-10-binary.decoded-*.npz")) != caches
+    assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 2   # one per source path
 
 
-def test_cache_goes_to_the_data_dir_when_the_source_folder_is_read_only(tmp_path, data_dir, cifar):
-    folder = write_binary_folder(tmp_path / "ro" / "cifar-10-batches-bin", cifar)
-    archive = tar_folder(folder, tmp_path / "ro" / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
-    os.chmod(tmp_path / "ro", 0o555)
+def test_cache_keyed_on_content_of_a_folder(tmp_path, data_dir, cifar):
+    """A batch file of a folder edited in place, size and time kept: decoded again."""
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    first = load_cifar10(folder, download=False)
+    victim = folder / "test_batch.bin"
+    st = os.stat(victim)
+    raw = bytearray(victim.read_bytes())
+    raw[0] = (raw[0] + 1) % 10                                     # the first test image's label
+    victim.write_bytes(bytes(raw))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = load_cifar10(folder, download=False)
+    assert "decoded now" in second.source and second.fingerprint != first.fingerprint
+    assert second.test_y[0] == (first.test_y[0] + 1) % 10
+
+
+def test_read_only_cache_folder_loads_without_a_cache(tmp_path, data_dir, cifar, recwarn):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    data_dir.mkdir()
+    os.chmod(data_dir, 0o555)
     try:
-        load_cifar10(archive, download=False)
-        second = load_cifar10(archive, download=False)
+        data = load_cifar10(folder, download=False)
     finally:
-        os.chmod(tmp_path / "ro", 0o755)
-    assert not list((tmp_path / "ro").glob("*.npz"))
-    assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 1
-    assert str(data_dir) in second.source
+        os.chmod(data_dir, 0o755)
+    assert_same(data, expected(cifar))
+    assert "not cached" in data.source and not list(data_dir.iterdir())
+    assert any("could not write the data cache" in str(w.message) for w in recwarn)
 
 
-def test_cache_off_and_broken_cache(tmp_path, cifar):
+def test_cache_off_and_broken_cache(tmp_path, data_dir, cifar):
     folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
     load_cifar10(folder, cache=False)
-    assert not list(tmp_path.glob("*.npz"))
+    assert not list(tmp_path.glob("*.npz")) and not data_dir.exists()
     load_cifar10(folder)
-    (cache,) = tmp_path.glob("*.npz")
+    (cache,) = data_dir.glob("*.npz")
     cache.write_bytes(b"not a zip file")
     with pytest.warns(UserWarning, match="ignoring unreadable cache"):
         data = load_cifar10(folder)
     assert_same(data, expected(cifar))
+
+
+@pytest.mark.parametrize("problem,edit", [
+    ("labels outside 0..9", lambda a: a["train_y"].__setitem__(0, 10)),
+    ("labels outside 0..9", lambda a: a["test_y"].__setitem__(0, -1)),
+    ("unexpected train arrays", lambda a: a.__setitem__("train_y", a["train_y"][:-1])),
+    ("unexpected test arrays", lambda a: a.__setitem__("test_x", a["test_x"].astype(np.float32))),
+    ("unknown kind", lambda a: a.__setitem__("kind", np.array("pickle"))),
+    ("fingerprint", lambda a: a.pop("fingerprint")),
+])
+def test_a_cache_that_fails_its_checks_is_ignored_and_the_data_decoded_again(tmp_path, data_dir, cifar,
+                                                                            problem, edit):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    load_cifar10(folder)
+    (cache,) = data_dir.glob("*.npz")
+    with np.load(cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    edit(arrays)
+    np.savez(cache, **arrays)
+    with pytest.warns(UserWarning, match=f"ignoring unreadable cache .*{problem}"):
+        data = load_cifar10(folder)
+    assert_same(data, expected(cifar))
+    assert "decoded now" in data.source
+    assert "decoded arrays from" in load_cifar10(folder).source       # rewritten, good again
+
+
+def test_temporary_files_of_killed_cache_writers_are_removed(tmp_path, data_dir, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    data_dir.mkdir()
+    dead = data_dir / "cifar-10-batches-bin.decoded-x.tmp-999999999-0.npz"
+    alive = data_dir / f"cifar-10-batches-bin.decoded-y.tmp-{os.getppid()}-0.npz"    # a live process's
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    load_cifar10(folder)
+    assert not dead.exists() and alive.exists()
 
 
 # ------------------------------------------------------------ safety checks
