@@ -7,8 +7,11 @@ random images per batch), so the tests need no network and little time.
 import io
 import os
 import pickle
+import re
+import struct
 import tarfile
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -295,6 +298,85 @@ def test_archive_with_escaping_member_is_refused(tmp_path, name):
         load_cifar10(archive, download=False)
     assert str(archive) in str(err.value)
     assert not (tmp_path.parent / "evil.bin").exists()
+
+
+def test_oversized_member_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A header declaring 2 GB (a gzip bomb would inflate to it): refused from the header alone."""
+    from tinyconvmixer.data import archive as archive_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the member was read")
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", never)
+    info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+    info.size = 2_000_000_000
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tar:
+        tar.addfile(info)                                  # the header only: no 2 GB anywhere
+    with pytest.raises(DataError, match=r"refusing 'cifar-10-batches-bin/data_batch_1.bin': it is "
+                                        r"2,000,000,000 bytes, larger than any CIFAR-10 file"):
+        load_cifar10(bomb, download=False)
+    monkeypatch.setattr(archive_module, "MAX_MEMBERS", 5)  # and more members than any CIFAR-10 source
+    many = tar_with(tmp_path / "many.tar.gz", [(tarfile.TarInfo(f"x/{i}.txt"), b"") for i in range(9)])
+    with pytest.raises(DataError, match="more than 5 entries"):
+        load_cifar10(many, download=False)
+
+
+def test_oversized_file_in_a_folder_is_refused_before_it_is_read(tmp_path, cifar, monkeypatch):
+    from tinyconvmixer.data import archive as archive_module
+
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    monkeypatch.setattr(archive_module, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(DataError, match="data_batch_1.bin': it is 36,876 bytes, larger than any CIFAR-10 file"):
+        load_cifar10(folder, download=False, cache=False)
+
+
+def test_duplicate_batch_names_are_refused_as_ambiguous(tmp_path, cifar):
+    batches = [(tarfile.TarInfo(f"cifar-10-batches-bin/{name}"), binary_batch(x, y))
+               for name, (x, y) in zip(BINARY_NAMES, cifar)]
+    twice = tar_with(tmp_path / "twice.tar.gz", batches + [(tarfile.TarInfo(batches[0][0].name),
+                                                            binary_batch(*cifar[1]))])
+    with pytest.raises(DataError, match="data_batch_1.bin' appears twice; refusing the archive as ambiguous"):
+        load_cifar10(twice, download=False)
+    elsewhere = tar_with(tmp_path / "two.tar.gz", batches + [(tarfile.TarInfo("copy/data_batch_1.bin"),
+                                                              binary_batch(*cifar[1]))])
+    with pytest.raises(DataError, match="two files named data_batch_1.bin .*refusing to guess"):
+        load_cifar10(elsewhere, download=False)
+
+
+@pytest.mark.parametrize("labels,message", [
+    (None, "no labels"),
+    ([0.0, 1.5] * (PER_BATCH // 2), "expected 12 integer labels in 0..9, got float64"),
+    (["cat"] * PER_BATCH, "expected 12 integer labels in 0..9, got <U3"),
+    ([True] * PER_BATCH, "got bool"),
+    ([[0, 1], [2]] + [0] * (PER_BATCH - 2), "the labels are not a list of integers"),
+    ([2 ** 70] * PER_BATCH, "got object"),
+    ([0] * (PER_BATCH - 1), "got int64 values of shape (11,)"),
+    ([12] * PER_BATCH, "expected labels in 0..9, got values 12..12"),
+])
+def test_python_batch_with_missing_or_bad_labels(tmp_path, cifar, labels, message):
+    folder = write_python_folder(tmp_path / "cifar-10-batches-py", cifar)
+    rows = cifar[0][0].transpose(0, 3, 1, 2).reshape(PER_BATCH, -1)
+    batch = {b"data": rows} if labels is None else {b"data": rows, b"labels": labels}
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_cifar10(folder, download=False)
+    assert "data_batch_1" in str(err.value) and "\n" not in str(err.value)
+
+
+def png_header_only(width, height):
+    """A PNG that declares width x height and holds no pixels (what a decompression bomb starts with)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [20000, 12000])     # above Pillow's error limit, and its warning limit
+def test_decompression_bomb_image_is_refused(tmp_path, cifar, size):
+    root = write_image_folder(tmp_path / "imgs", cifar)
+    (root / "train" / "cat" / "bomb.png").write_bytes(png_header_only(size, size))
+    with pytest.raises(DataError, match=f"bomb.png: cannot decode this image \\(DecompressionBomb"):
+        load_cifar10(root, download=False)
 
 
 def test_archive_with_link_is_refused(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinyconvmixer import Tensor, nn
+from tinyconvmixer import Tensor, backend, nn
 from tinyconvmixer.optim import AdamW, clip_grad_norm_, triangular_lr
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
@@ -140,8 +140,8 @@ def test_clip_grad_norm_matches_pytorch(max_norm):
         q.grad = torch.tensor(g)
     total = clip_grad_norm_(params, max_norm)
     ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
-    assert isinstance(total, float)
-    assert total == pytest.approx(float(ttotal), rel=1e-6)
+    assert total.shape == () and backend.device_of(total) == "cpu"       # an array, like torch's tensor
+    assert float(total) == pytest.approx(float(ttotal), rel=1e-6)
     for p, q in zip(params, tparams):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-6)
 
@@ -153,6 +153,11 @@ def test_clip_grad_norm_accepts_a_generator_and_no_grads():
     total = clip_grad_norm_(m.parameters(), 1.0)
     assert total == pytest.approx(np.sqrt(600))
     assert np.sqrt((m.weight.grad ** 2).sum()) == pytest.approx(1.0, rel=1e-5)
+    assert m.weight.grad.dtype == np.float32
+    small = np.full((2, 3), 0.1, np.float32)
+    m.weight.grad = small.copy()
+    clip_grad_norm_(m.parameters(), 1.0)                  # below the limit: unchanged, to the bit
+    np.testing.assert_array_equal(m.weight.grad, small)
 
 
 def test_optimizer_rejects_non_parameters():

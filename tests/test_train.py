@@ -241,3 +241,21 @@ def test_class_balanced_subset():
     assert len(idx) == 95 and len(set(idx)) == 95 and counts.min() == 9 and counts.max() == 10
     np.testing.assert_array_equal(idx, train.class_balanced_subset(labels, 95))
     assert len(train.class_balanced_subset(labels, None)) == 500
+
+
+def test_plots_carry_the_runs_settings_and_say_what_the_colours_mean(straight, monkeypatch):
+    from tinyconvmixer import plots
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    args, _ = train.parse_args(TINY + ["--jitter", "0.2"])
+    title = plots.run_title(args, "cpu", 240, 100)
+    assert title == ("ConvMixer-8/1 k=3 p=4 | 240 train / 100 test images | 2 epochs, batch 40, AdamW lr_max "
+                     "0.05 wd 0.005 | RandAugment(1, 6), jitter 0.2 | seed 0, cpu")
+    plots.plot_curves(read_metrics(straight / "metrics.csv"), "c.png", title=title)
+    plots.plot_filters(nn.ConvMixer(8, 1, kernel_size=3, patch_size=4), "f.png", title=title)
+    curves, filters = figures
+    assert curves.get_suptitle() == title == filters.get_suptitle()
+    assert curves.axes[1].get_title() == "accuracy (%)"
+    labels = " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in filters.axes)
+    assert "input channels as R, G, B" in labels and "scaled to its own min..max" in labels
+    assert "divided by its largest |weight|" in labels and "weight / largest |weight| of its kernel" in labels

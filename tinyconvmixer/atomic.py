@@ -60,9 +60,11 @@ def atomic_write(path, write):
         with open(tmp, "rb+") as f:     # write access: Windows cannot fsync a read-only handle
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            exc.filename = os.fspath(path)          # name the file the user knows, not the temporary one
         raise
     return path
 

@@ -183,18 +183,21 @@ def triangular_lr(t, epochs, lr_max):
 def clip_grad_norm_(params, max_norm, eps=1e-6):
     """Scale all gradients together so their joint L2 norm is at most max_norm.
 
-    Returns the norm before clipping, as a Python float (like PyTorch, which
-    multiplies by max_norm / (norm + 1e-6) when that factor is below 1).
+    Returns the norm before clipping as a 0-d array on the gradients' device, as
+    PyTorch returns a tensor: reading it on the host (float(total)) would make the
+    CPU wait for the GPU, so the training loop never does. Like PyTorch, every
+    gradient is multiplied by min(1, max_norm / (norm + 1e-6)), a factor that stays
+    on the device (multiplying by exactly 1 changes nothing), instead of asking
+    the host whether the factor is below 1.
     """
     params = [p for p in params if p.grad is not None]
     grads = [p.grad for p in params]
     if not grads:
-        return 0.0
+        return np.zeros(())
     xp = backend.get_array_module(grads[0])
-    total = float(xp.sqrt(sum(xp.sum(g.astype(xp.float64) ** 2) for g in grads)))
-    coef = max_norm / (total + eps)
-    if coef < 1:
-        for p in params:
-            # Not in place: the engine may hand the same gradient array to two leaves.
-            p.grad = p.grad * coef
+    total = xp.sqrt(sum(xp.sum(g.astype(xp.float64) ** 2) for g in grads))
+    coef = xp.minimum(max_norm / (total + eps), 1.0)
+    for p in params:
+        # Not in place: the engine may hand the same gradient array to two leaves.
+        p.grad = p.grad * coef.astype(p.grad.dtype)
     return total

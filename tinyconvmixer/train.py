@@ -349,7 +349,8 @@ class Run:
             progress = Progress.from_saved(meta["progress"])
         except ProgressError as exc:
             raise CheckpointError(f"cannot resume from {path}: {exc}") from exc
-        bad = first_non_finite({**checkpoint["model"], **{f"optim/{i}/{k}": v for i, s in
+        bad = first_non_finite({**{f"model/{k}": v for k, v in checkpoint["model"].items()},
+                                **{f"optim/{i}/{k}": v for i, s in
                                 checkpoint["optimizer"]["state"].items() for k, v in s.items() if k != "step"}})
         if bad is not None:
             raise CheckpointError(f"cannot resume from {path}: {bad} holds NaN or infinite values (the run "
@@ -556,6 +557,11 @@ def _main(argv):
     except KeyboardInterrupt as exc:
         print("\ninterrupted before training started", file=sys.stderr)
         return _release(folder, interrupts.Interrupted(interrupts.signal_of(exc)).exit_code)
+    except MemoryError as exc:
+        return _release(folder, error(f"out of memory while setting up the run ({exc or 'MemoryError'}); "
+                                      "try a smaller --hdim, --depth or data subset"))
+    except Exception as exc:            # anything else reading the inputs: still one line, never a traceback
+        return _release(folder, error(f"could not start the run: {type(exc).__name__}: {exc}"))
     try:
         return start(run)
     except (NonFiniteLoss, NonFiniteCheckpoint) as exc:
@@ -566,6 +572,10 @@ def _main(argv):
         return error(exc)
     except OSError as exc:
         return write_failed(run, exc)
+    except MemoryError as exc:
+        p = run.progress
+        return error(f"out of memory at epoch {p.epoch + 1}, batch {p.step + 1} ({exc or 'MemoryError'}); "
+                     f"try a smaller --batch-size (or model). {_kept(run)[0].upper()}{_kept(run)[1:]}")
     finally:
         folder.release()
 
