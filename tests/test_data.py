@@ -375,7 +375,7 @@ def png_header_only(width, height):
 def test_decompression_bomb_image_is_refused(tmp_path, cifar, size):
     root = write_image_folder(tmp_path / "imgs", cifar)
     (root / "train" / "cat" / "bomb.png").write_bytes(png_header_only(size, size))
-    with pytest.raises(DataError, match=f"bomb.png: cannot decode this image \\(DecompressionBomb"):
+    with pytest.raises(DataError, match="bomb.png: cannot decode this image \\(DecompressionBomb"):
         load_cifar10(root, download=False)
 
 

@@ -15,7 +15,7 @@ from tinyconvmixer.optim import triangular_lr
 from tinyconvmixer.plots import plot_curves, plot_filters
 from tinyconvmixer.runlog import read_metrics, write_json, write_metrics
 
-from trainkit import BATCHES, TINY, resume, rewrite_checkpoint, run, straight_run  # noqa: F401
+from trainkit import BATCHES, TINY, resume, rewrite_checkpoint, run, straight_run, without_plots  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,8 @@ def test_run_files_are_written_atomically(straight, tmp_path, monkeypatch, name)
     assert os.listdir(tmp_path) == [name]
 
 
-def test_console_output(tmp_path, capsys):
+def test_console_output(tmp_path, capsys, monkeypatch):
+    without_plots(monkeypatch)
     assert run("--epochs", "1", "--out", tmp_path) == 0
     out, err = capsys.readouterr()
     assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
@@ -111,6 +112,7 @@ def test_progress_bar_eta_is_measured_from_the_batches_done_here(monkeypatch):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    without_plots(monkeypatch)
     calls = {"n": 0}
     real = F.cross_entropy
 
@@ -128,7 +130,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on the way to inf: expected
-def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys):
+def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys, monkeypatch):
+    without_plots(monkeypatch)
     with np.errstate(all="ignore"):
         assert run("--lr-max", "1e30", "--out", tmp_path) == 1
     assert "the training loss became" in capsys.readouterr().err

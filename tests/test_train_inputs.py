@@ -17,7 +17,7 @@ from tinyconvmixer.checkpoint import load_checkpoint
 from tinyconvmixer.runfolder import RunFolder
 from tinyconvmixer.runlog import read_metrics
 
-from trainkit import BATCHES, TINY, resume, rewrite_checkpoint, run, same_checkpoint, straight_run, without_plots
+from trainkit import TINY, resume, rewrite_checkpoint, run, same_checkpoint, straight_run, without_plots
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,15 @@ def straight(tmp_path_factory):
     return straight_run(tmp_path_factory)
 
 
+@pytest.fixture(autouse=True)
+def sigint_not_ignored():
+    """A shell starts background jobs with SIGINT ignored, and interrupts.handled() keeps it so: make
+    sure the SIGINTs these tests send are not ignored, however pytest was started."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 class Tracer:
     """Counts the lines run in tinyconvmixer's code per phase; fires a signal at the k-th line of one phase."""
 
@@ -231,3 +240,46 @@ def test_sigkill_leaves_the_last_checkpoint_whole_and_its_temporary_files_are_cl
     assert resume(tmp_path / "run" / "last.npz") == 0      # the lock died with the process
     assert not [n for n in os.listdir(tmp_path / "run") if ".tmp-" in n]
     same_run(straight, tmp_path / "run")
+
+
+def test_deferred_holds_signals_back_until_the_outermost_block_ends():
+    from tinyconvmixer import interrupts
+    reached = []
+    with interrupts.handled():
+        with pytest.raises(interrupts.Interrupted) as caught:
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                with interrupts.deferred():
+                    os.kill(os.getpid(), signal.SIGINT)
+                reached.append("inner end")                 # the inner block did not raise
+                reached.append("outer end")
+        with pytest.raises(interrupts.Interrupted):             # outside a deferred block: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert reached == ["inner end", "outer end"]
+    assert caught.value.signum == signal.SIGTERM and caught.value.exit_code == 143
+
+
+def test_ignored_signals_stay_ignored_and_handlers_come_back():
+    from tinyconvmixer import interrupts
+    before = signal.getsignal(signal.SIGTERM)
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)      # as `nohup` leaves it
+    try:
+        with interrupts.handled():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not before
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
+def test_a_second_signal_while_the_first_is_handled_is_still_a_clean_exit(tmp_path, monkeypatch, capsys):
+    without_plots(monkeypatch)
+    monkeypatch.setattr(train, "fit", lambda run: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+
+    def again(run, exc):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "interrupted", again)
+    assert run("--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert "interrupted again" in err and "Traceback" not in err

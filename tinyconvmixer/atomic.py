@@ -71,7 +71,7 @@ def atomic_write(path, write):
 
 def _process_alive(pid):
     """Whether a process with this id exists (it may be another user's)."""
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":       # on Windows os.kill(pid, 0) would end the process
         return True
     try:
         os.kill(pid, 0)                 # signal 0: only asks whether the process exists

@@ -1,14 +1,14 @@
 """How long and how much memory a run would take on the CPU: a rough estimate, to warn before it starts.
 
 The anchor is one measurement of the default recipe (ConvMixer-256/8, k=5, p=2,
-batch 512, RandAugment(2, 12)): three training steps on the project's 2-core
-AMD EPYC machine (23 GB of RAM, NumPy with OpenBLAS), 2026-11-30, while other
-jobs shared the cores: 9.5, 6.8 and 3.9 images/s, and 12.35 GB peak resident
-memory (/tmp-free script: time and ru_maxrss around each step). Other settings
-are scaled from it: time by the multiply-adds per image, memory by the
-activations a batch keeps for the backward pass (batch x depth x channels x
-tokens). Good to a factor of two or so; it is there to stop a 35-hour CPU run
-that someone started by accident, not to plan one.
+batch 512, RandAugment(2, 12)) by benchmarks/cpu_recipe_steps.py: three steps on
+the project's 2-core AMD EPYC machine (23 GB of RAM, NumPy 2.4 with OpenBLAS),
+2026-11-30, while other jobs shared the cores: 9.5, 6.8 and 3.9 images/s, and
+12.35 GB peak resident memory. We take 10 images/s (a quiet machine) and 12.4 GB.
+Other settings are scaled from it: time by the multiply-adds per image, memory
+by the activations a batch keeps for the backward pass (batch x depth x
+channels x patches). Good to a factor of two or so; it is there to stop a
+35-hour CPU run that someone started by accident, not to plan one.
 """
 
 IMAGE = 32

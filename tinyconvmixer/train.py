@@ -35,10 +35,9 @@ with a NaN in it (checkpoint.py).
 
 Exit codes: 0 done, 1 the loss became NaN/inf, 2 bad input (data, device,
 checkpoint, arguments, run folder, a write that failed), 130 interrupted with
-Ctrl-C and 143 with SIGTERM (a checkpoint is saved).
+Ctrl-C, 143 with SIGTERM, 129 with SIGHUP (a checkpoint is saved first).
 """
 
-import argparse
 import contextlib
 import dataclasses
 import math
@@ -53,29 +52,22 @@ import numpy as np
 
 from . import __version__, backend, cpu_estimate, interrupts, nn
 from . import functional as F
-from .checkpoint import CheckpointError, NonFiniteCheckpoint, first_non_finite, load_checkpoint, read_meta, \
-    restore, save_checkpoint
-from .data import DataError, TestTransform, TrainTransform, get_batch, iterate_batches, load_cifar10
+from .checkpoint import CheckpointError, NonFiniteCheckpoint, first_non_finite, read_meta, restore, \
+    save_checkpoint
+from .data import DataError, TestTransform, get_batch, iterate_batches, load_cifar10
 from .data.loader import num_batches
 from .optim import AdamW, clip_grad_norm_, triangular_lr
 from .plots import plot_curves, plot_filters, run_title
 from .progress import EpochMeter, Progress, ProgressError
 from .runfolder import RunFolder, RunFolderError
-from .runid import RunIdentityError, check_data, check_saved_args, compare_args, refuse_conflicts
+from .runid import RunIdentityError, check_data, compare_args, refuse_conflicts
 from .runlog import ProgressBar, epoch_line, make_row, write_json, write_metrics
 from .tensor import Tensor, no_grad
+# The arguments live in trainargs.py; these names are also train.build_parser() etc.
+from .trainargs import (COMMAND, IMAGE_SIZE, NOT_RESUMED, SMOKE, build_parser, check_args,  # noqa: F401
+                        parse_args, train_transform)
 
-# --smoke: a tiny ConvMixer on the bundled sample (2,500 train / 500 test images).
-SMOKE = dict(data="sample", hdim=48, depth=3, kernel_size=5, patch_size=4, epochs=6,
-             batch_size=64, lr_max=0.02, ra_n=1, ra_m=8)
-# Settings that --resume takes from the checkpoint unless given on the command line.
-NOT_RESUMED = ("resume", "out", "device", "smoke", "overwrite")
-# Arguments that must be at least 1 (when given).
-POSITIVE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "eval_batch_size",
-            "train_subset", "test_subset")
-IMAGE_SIZE = 32                     # CIFAR-10 images are 32x32
 CHECK_EVERY = 10                    # read the loss from the device (and check it) at least this often
-COMMAND = "python -m tinyconvmixer.train"
 
 
 class NonFiniteLoss(RuntimeError):
@@ -84,118 +76,6 @@ class NonFiniteLoss(RuntimeError):
 
 class SettingsError(ValueError):
     """Settings that cannot train on this data (found once the data is loaded)."""
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog=COMMAND, description="Train ConvMixer on CIFAR-10. The defaults are the ConvMixer paper's "
-        "CIFAR-10 recipe (ConvMixer-256/8, 25 epochs), meant for a GPU; --smoke runs a tiny version in a "
-        "minute on a CPU.", epilog="Exit codes: 0 done, 1 the loss became NaN/inf, 2 bad input, 130 Ctrl-C, "
-        "143 SIGTERM (both save a checkpoint first).")
-    a = p.add_argument
-    a("--hdim", type=int, default=256, help="channels of every layer, the ConvMixer 'dim' (default: %(default)s)")
-    a("--depth", type=int, default=8, help="number of ConvMixer blocks (default: %(default)s)")
-    a("--kernel-size", type=int, default=5, help="size of the depthwise kernels, odd (default: %(default)s)")
-    a("--patch-size", type=int, default=2, help="patch size of the embedding, at most 32 (default: %(default)s)")
-    a("--epochs", type=int, default=25, help="epochs to train (default: %(default)s)")
-    a("--batch-size", type=int, default=512, help="training batch size (default: %(default)s)")
-    a("--eval-batch-size", type=int, default=1000, help="test-set batch size (default: %(default)s)")
-    a("--lr-max", type=float, default=0.05, help="peak of the triangular learning-rate schedule "
-      "(default: %(default)s)")
-    a("--wd", type=float, default=0.005, help="AdamW weight decay (default: %(default)s)")
-    a("--clip-norm", type=float, default=None, metavar="MAX",
-      help="clip the gradients' joint L2 norm to MAX (default: no clipping)")
-    a("--ra-n", type=int, default=2, help="RandAugment: operations per image, 0 for none (default: %(default)s)")
-    a("--ra-m", type=int, default=12, help="RandAugment: magnitude, 0..30 (default: %(default)s)")
-    a("--scale", type=float, default=1.0, help="random-resized-crop minimum area scale, 1.0 for no crop "
-      "(default: %(default)s)")
-    a("--jitter", type=float, default=0.0, help="colour jitter strength, 0 for none (default: %(default)s)")
-    a("--reprob", type=float, default=0.0, help="random-erasing probability (default: %(default)s)")
-    a("--device", default="auto", choices=["auto", "cpu", "gpu"],
-      help="auto: the GPU when CuPy finds one, else the CPU; gpu: the GPU or an error; cpu: the CPU "
-      "(default: %(default)s)")
-    a("--data", default=None, metavar="PATH", help='a CIFAR-10 archive or folder, or "sample" for the 3,000 '
-      "images bundled with the package (default: $TINYCONVMIXER_DATA or ~/.cache/tinyconvmixer, where the "
-      "official archive is downloaded if it is missing)")
-    a("--no-download", action="store_true", help="never download CIFAR-10 (default: download when missing)")
-    a("--train-subset", type=int, default=None, metavar="N", help="train on a fixed class-balanced subset of "
-      "N images (default: all)")
-    a("--test-subset", type=int, default=None, metavar="N", help="test on a fixed class-balanced subset of "
-      "N images (default: all)")
-    a("--seed", type=int, default=0, help="seed of the initial weights, the batch order and the augmentation "
-      "(default: %(default)s)")
-    a("--out", default=None, metavar="DIR", help="run folder; one that holds another run is refused unless "
-      "you resume that run or add --overwrite (default: a new runs/YYYYmmdd-HHMMSS, or with --resume the "
-      "checkpoint's folder)")
-    a("--overwrite", action="store_true", help="replace the run already in --out, deleting its files "
-      "(default: off, such a folder is refused)")
-    a("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its last.npz; its settings "
-      "are the defaults, and those that define the run cannot change (default: start a new run)")
-    a("--smoke", action="store_true", help=f"a tiny model on the bundled sample, about a minute on a CPU: "
-      f"{' '.join(f'--{k.replace(chr(95), chr(45))} {v}' for k, v in SMOKE.items())} (default: off)")
-    return p
-
-
-def parse_args(argv=None):
-    """Parse the command line; returns (args, checkpoint or None).
-
-    Defaults come in layers: the recipe's, then --smoke's, then (with --resume)
-    the checkpoint's own settings; anything given on the command line wins.
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    layers, checkpoint = {}, None
-    if args.smoke:
-        layers.update(SMOKE)
-    if args.resume:
-        checkpoint = load_checkpoint(args.resume)
-        saved = checkpoint["meta"].get("args")
-        try:
-            check_saved_args(parser, saved)
-        except RunIdentityError as exc:
-            raise CheckpointError(f"cannot resume from {args.resume}: {exc}") from exc
-        layers.update({k: v for k, v in saved.items() if k not in NOT_RESUMED})
-    if layers:
-        parser.set_defaults(**layers)
-        args = parser.parse_args(argv)
-    check_args(parser, args)
-    return args, checkpoint
-
-
-def check_args(parser, args):
-    """Refuse values the run cannot use with a one-line argparse error (exit code 2),
-    before any data is loaded, instead of a traceback minutes later."""
-    def refuse(name, problem):
-        parser.error(f"--{name.replace('_', '-')} {problem}, got {getattr(args, name)}")
-
-    for name in POSITIVE:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            refuse(name, "must be at least 1")
-    for name in ("lr_max", "wd"):
-        if not 0 <= getattr(args, name) < math.inf:              # also refuses nan
-            refuse(name, "must be a finite number >= 0")
-    if args.clip_norm is not None and not 0 < args.clip_norm < math.inf:
-        refuse("clip_norm", "must be a finite number > 0 (leave it out for no clipping)")
-    if args.kernel_size % 2 == 0:
-        refuse("kernel_size", "must be odd (the depthwise convolution pads to the 'same' size)")
-    if args.patch_size > IMAGE_SIZE:
-        refuse("patch_size", f"must be at most {IMAGE_SIZE} (the patches tile {IMAGE_SIZE}x{IMAGE_SIZE} images)")
-    tokens = (IMAGE_SIZE // args.patch_size) ** 2
-    smallest = min(args.batch_size, args.train_subset or args.batch_size)
-    if smallest * tokens < 2:
-        refuse("batch_size", f"of {smallest} image with --patch-size {args.patch_size} (1x1 patches) gives "
-               "BatchNorm one value per channel, which it cannot normalise; use batches of 2 or more, or "
-               "patches of at most 16")
-    try:
-        train_transform(args)
-    except ValueError as exc:
-        parser.error(f"bad augmentation setting (--ra-n, --ra-m, --scale, --jitter, --reprob): {exc}")
-
-
-def train_transform(args):
-    """The training augmentation the arguments ask for (ValueError on impossible settings)."""
-    return TrainTransform(ra_n=args.ra_n, ra_m=args.ra_m, scale=args.scale, jitter=args.jitter,
-                          reprob=args.reprob)
 
 
 def plan_batches(n, batch_size, patch_size):
@@ -319,7 +199,7 @@ class Run:
         te = class_balanced_subset(data.test_y, args.test_subset)
         self.train, self.test = (data.train_x[tr], data.train_y[tr]), (data.test_x[te], data.test_y[te])
         self.data_source, self.n_classes = data.source, len(data.classes)
-        self.data_identity = dict(fingerprint=data.fingerprint, source=data.source, train_images=len(tr),
+        self.data_identity = dict(fingerprint=data.fingerprint, source=data.path, train_images=len(tr),
                                   test_images=len(te))
         self.n_batches, self.drop_last, self.batch_note = plan_batches(len(tr), args.batch_size, args.patch_size)
         self.augment = train_transform(args)
@@ -533,7 +413,11 @@ def error(message):
 def main(argv=None):
     with warnings.catch_warnings(), interrupts.handled():
         warnings.showwarning = _one_line_warning
-        return _main(argv)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:           # a second signal while the first was being handled
+            print("\ninterrupted again; stopping (checkpoints on disk are whole)", file=sys.stderr)
+            return interrupts.Interrupted(interrupts.signal_of(exc)).exit_code
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -574,8 +458,9 @@ def _main(argv):
         return write_failed(run, exc)
     except MemoryError as exc:
         p = run.progress
+        kept = _kept(run, intact=True)
         return error(f"out of memory at epoch {p.epoch + 1}, batch {p.step + 1} ({exc or 'MemoryError'}); "
-                     f"try a smaller --batch-size (or model). {_kept(run)[0].upper()}{_kept(run)[1:]}")
+                     f"try a smaller --batch-size (or model). {kept[0].upper()}{kept[1:]}")
     finally:
         folder.release()
 
@@ -586,11 +471,11 @@ def _release(folder, code):
     return code
 
 
-def _kept(run):
+def _kept(run, intact=False):
     if run.last_good is None:
         return "no checkpoint had been written yet"
     path, where = run.last_good
-    return f"the last good checkpoint is {path} ({where})"
+    return f"the last good checkpoint is {path} ({where})" + (", intact" if intact else "")
 
 
 def diverged(run, exc):
@@ -611,15 +496,17 @@ def interrupted(run, exc):
     except OSError as err:
         return write_failed(run, err)
     p = run.progress
-    print(f"\ninterrupted ({signal_name.name}) at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches}; saved "
-          f"{run.path('last.npz')}. Continue with: {COMMAND} --resume {run.path('last.npz')}", file=sys.stderr)
+    where = ("after the last epoch, while writing the final files" if p.epoch >= run.args.epochs
+             else f"at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches}")
+    print(f"\ninterrupted ({signal_name.name}) {where}; saved {run.path('last.npz')}. Continue with: "
+          f"{COMMAND} --resume {run.path('last.npz')}", file=sys.stderr)
     return signal_name.exit_code
 
 
 def write_failed(run, exc):
     what = exc.filename or "a file of the run"
-    return error(f"could not write {what} ({exc.strerror or exc}); stopping. {_kept(run)[0].upper()}"
-                 f"{_kept(run)[1:]}, intact")
+    kept = _kept(run, intact=True)
+    return error(f"could not write {what} ({exc.strerror or exc}); stopping. {kept[0].upper()}{kept[1:]}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class CIFAR10:
     classes: tuple = CLASSES
     source: str = ""                          # where the data came from, for logs
     fingerprint: str = ""                     # hash of the four arrays: the data's identity (cache.py)
+    path: str = ""                            # the archive or folder it was read from
 
 
 def default_data_dir():
@@ -128,7 +129,8 @@ def load_cifar10(path=None, download=True, cache=True, progress=True):
         written = npz_cache.save(cache_file, arrays, kind, fingerprint) if cache else None
         how = f"decoded now, cached in {written}" if written else "decoded now, not cached"
     what = DESCRIPTIONS[kind] + (" (the bundled sample)" if source == SAMPLE_PATH else "")
-    return CIFAR10(**arrays, classes=CLASSES, source=f"{what}: {source} ({how})", fingerprint=fingerprint)
+    return CIFAR10(**arrays, classes=CLASSES, source=f"{what}: {source} ({how})", fingerprint=fingerprint,
+                   path=source)
 
 
 class DecodeReport:
