@@ -330,6 +330,14 @@ def test_oversized_file_in_a_folder_is_refused_before_it_is_read(tmp_path, cifar
         load_cifar10(folder, download=False, cache=False)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_in_an_image_folder_is_refused_not_waited_for(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "imgs", cifar)
+    os.mkfifo(root / "train" / "cat" / "pipe.png")
+    with pytest.raises(DataError, match="pipe.png: not a regular file"):
+        load_cifar10(root, download=False)
+
+
 def test_duplicate_batch_names_are_refused_as_ambiguous(tmp_path, cifar):
     batches = [(tarfile.TarInfo(f"cifar-10-batches-bin/{name}"), binary_batch(x, y))
                for name, (x, y) in zip(BINARY_NAMES, cifar)]

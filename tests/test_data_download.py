@@ -191,3 +191,11 @@ def test_temporary_files_of_killed_downloads_are_removed(tmp_path):
     stale.write_bytes(b"half")
     download_url(source.as_uri(), tmp_path / "out" / "copy.bin", md5(b"abc"), progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["copy.bin"]
+
+
+def test_a_download_larger_than_any_cifar_archive_is_stopped(tmp_path):
+    source = tmp_path / "endless.bin"
+    source.write_bytes(b"x" * 5000)
+    with pytest.raises(DataError, match="sent more than 4,096 bytes"):
+        download_url(source.as_uri(), tmp_path / "out" / "x.bin", md5(b""), progress=False, max_bytes=4096)
+    assert list((tmp_path / "out").iterdir()) == []

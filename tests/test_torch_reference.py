@@ -149,7 +149,7 @@ def test_default_run_folder_comes_from_train_py(monkeypatch):
 def test_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert ref.main(["--resume", str(bad)]) == 2
+    assert ref.main(["--resume", str(bad), "--device", "cpu"]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 

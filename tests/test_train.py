@@ -167,7 +167,8 @@ def test_bad_checkpoints(straight, tmp_path, capsys):
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
-    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path)]) == 2
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-download", "--device", "cpu",
+                       "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err
 
@@ -215,7 +216,7 @@ def test_bad_argument_values_are_argparse_errors(tmp_path, capsys, argv, message
 
 
 def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0",
+    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0", "--device", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("error: bad augmentation setting (--ra-n, --ra-m, "

@@ -190,6 +190,12 @@ def test_a_non_finite_checkpoint_is_never_resumed_nor_written(straight, tmp_path
     rewrite_checkpoint(straight / "last.npz", tmp_path / "nan.npz", edit_arrays=poison)
     assert resume(tmp_path / "nan.npz", "--out", tmp_path / "out") == 2
     one_line_error(capsys, "model/0.weight holds NaN or infinite values (the run had diverged)")
+
+    def negative(arrays):
+        arrays["optim/0/exp_avg_sq"][...] = -1.0
+    rewrite_checkpoint(straight / "last.npz", tmp_path / "neg.npz", edit_arrays=negative)
+    assert resume(tmp_path / "neg.npz", "--out", tmp_path / "out") == 2
+    one_line_error(capsys, "optim/0/exp_avg_sq holds negative values")
     from tinyconvmixer import nn
     from tinyconvmixer.checkpoint import NonFiniteCheckpoint, save_checkpoint
     from tinyconvmixer.optim import AdamW

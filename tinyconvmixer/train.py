@@ -232,6 +232,11 @@ class Run:
         bad = first_non_finite({**{f"model/{k}": v for k, v in checkpoint["model"].items()},
                                 **{f"optim/{i}/{k}": v for i, s in
                                 checkpoint["optimizer"]["state"].items() for k, v in s.items() if k != "step"}})
+        negative = [f"optim/{i}/exp_avg_sq" for i, s in checkpoint["optimizer"]["state"].items()
+                    if (s["exp_avg_sq"] < 0).any()]
+        if negative:
+            raise CheckpointError(f"cannot resume from {path}: {negative[0]} holds negative values (a mean of "
+                                  "squares cannot be negative: the file is damaged)")
         if bad is not None:
             raise CheckpointError(f"cannot resume from {path}: {bad} holds NaN or infinite values (the run "
                                   "had diverged); resume from an earlier checkpoint, or start again with a "

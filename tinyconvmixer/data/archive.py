@@ -23,6 +23,7 @@ for a directory.
 """
 
 import os
+import stat
 import tarfile
 import zlib
 
@@ -136,7 +137,10 @@ def iter_folder(root, files, folders=(), progress=None):
     for done, name in enumerate(files, 1):
         path = os.path.join(root, *name.split("/"))
         try:
-            guard.check(name, os.path.getsize(path))
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):       # a FIFO or a device would block or never end
+                raise DataError(f"{path}: not a regular file (a pipe, socket or device); refusing to read it")
+            guard.check(name, st.st_size)
             with open(path, "rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)       # a file that grew since it was measured stays bounded
         except OSError as exc:

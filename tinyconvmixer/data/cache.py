@@ -29,6 +29,7 @@ check is ignored with a one-line warning and the source is decoded again.
 
 import hashlib
 import os
+import stat
 import warnings
 import zipfile
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from ..atomic import atomic_write, remove_stale_temp_files, writable_dir
 from .archive import archive_stem
+from .errors import DataError
 
 FORMAT_VERSION = 2      # bump when the decoders or the cache layout change
 KEYS = ("train_x", "train_y", "test_x", "test_y")
@@ -58,8 +60,11 @@ def content_digest(source, files):
     prefix = len(os.path.join(source, ""))
     for path in files:
         digest.update(f"{path[prefix:] if path != source else ''}|".encode())
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # O_NONBLOCK: opening a named pipe must not wait for a writer (it is refused just below)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DataError(f"{path}: not a regular file (a pipe, socket or device); refusing to read it")
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
         finally:

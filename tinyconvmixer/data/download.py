@@ -39,9 +39,10 @@ CIFAR10_PYTHON = Archive("cifar-10-python.tar.gz",
 
 CHUNK = 1 << 20   # read and hash up to 1 MiB at a time
 DEADLINE = 3600   # seconds for a whole download (163 MB: over 45 KB/s needed)
+MAX_BYTES = 1 << 30   # the official archives are 163 and 170 MB
 
 
-def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE):
+def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE, max_bytes=MAX_BYTES):
     """Download `url` to the file `dest`, check its MD5 hex digest, and return `dest`.
 
     The data goes to a temporary file beside `dest` (see ../atomic.py) and is
@@ -53,6 +54,7 @@ def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE):
     deadline: seconds for the whole download. The timeout alone cannot stop a
         server that sends a byte every few seconds; the deadline does (it is
         checked after every read, so it is overrun by at most `timeout`).
+    max_bytes: stop a server that sends more than any CIFAR-10 archive holds.
     """
     dest = os.fspath(dest)
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -73,6 +75,9 @@ def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE):
                         raise DataError(f"the download of {url} did not finish within {deadline:g} s "
                                         f"({done:,} of {total or '?'} bytes arrived); the partial file was "
                                         "deleted. Try again later, or fetch the file by hand")
+                    if done + len(chunk) > max_bytes:
+                        raise DataError(f"the download of {url} sent more than {max_bytes:,} bytes, far more "
+                                        "than CIFAR-10; the partial file was deleted")
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
