@@ -220,7 +220,7 @@ def run_figures(run_dir):
     """run_curves.png and run_filters.png from a training run's folder (Steps 14-15)."""
     from tinyconvmixer import nn
     from tinyconvmixer.checkpoint import load_checkpoint
-    from tinyconvmixer.plots import plot_curves, plot_filters
+    from tinyconvmixer.plots import plot_curves, plot_filters, run_title
     from tinyconvmixer.runlog import read_metrics
 
     history = read_metrics(os.path.join(run_dir, "metrics.csv"))
@@ -231,13 +231,16 @@ def run_figures(run_dir):
     def lr_at(t):
         return triangular_lr(t, args["epochs"], args["lr_max"])
 
+    data = checkpoint["meta"]["data"]
+    title = run_title(argparse.Namespace(**args), checkpoint["meta"]["device"], data["train_images"],
+                      data["test_images"])
     path = os.path.join(HERE, "run_curves.png")
-    plot_curves(history, path, lr_at, args["epochs"])
+    plot_curves(history, path, lr_at, args["epochs"], title=title)
     print("wrote", os.path.relpath(path))
     model = nn.ConvMixer(**config)
     model.load_state_dict(checkpoint["model"])
     path = os.path.join(HERE, "run_filters.png")
-    plot_filters(model, path)
+    plot_filters(model, path, title=title)
     print("wrote", os.path.relpath(path))
 
 
