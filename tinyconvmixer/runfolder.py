@@ -19,6 +19,7 @@ Where fcntl is missing (Windows), folders are not locked.
 
 import contextlib
 import os
+import warnings
 
 from .atomic import remove_stale_temp_files, writable_dir
 
@@ -86,11 +87,14 @@ class RunFolder:
         self.fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        except BlockingIOError as exc:         # held by another process
             os.close(self.fd)
             self.fd = None
             raise RunFolderError(f"the run folder {self.path} is in use by another training run that is "
                                  "still going; wait for it to finish, or choose another --out") from exc
+        except OSError as exc:                 # a file system without locks (some network mounts)
+            warnings.warn(f"could not lock the run folder {self.path} ({exc.strerror or exc}); nothing stops "
+                          "a second run from using it at the same time")
 
     def release(self, remove_if_unused=False):
         """Unlock; with remove_if_unused, delete the folder if this run created it and wrote nothing."""
