@@ -326,3 +326,13 @@ def test_args_json_and_summary_name_the_units(straight):
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["accuracy_unit"] == "percent" and summary["best_test_acc"] > 1
     assert len(summary["data_fingerprint"]) == 16
+
+
+def test_resume_past_the_end_of_a_shortened_run_is_refused(straight, tmp_path, capsys):
+    def mid_epoch_two(meta):
+        p = meta["progress"]
+        p.update(epoch=1, step=3, seen=120, correct=10, loss_sum=250.0, history=p["history"][:1])
+    rewrite_checkpoint(straight / "last.npz", tmp_path / "mid.npz", edit_meta=mid_epoch_two)
+    assert resume(tmp_path / "mid.npz", "--epochs", "1", "--out", tmp_path / "out") == 2
+    one_line_error(capsys, "is at epoch 2, batch 3, past --epochs 1; give --epochs 2 or more")
+    assert not (tmp_path / "out").exists()

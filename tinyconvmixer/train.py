@@ -467,7 +467,7 @@ def _main(argv):
         return error(f"out of memory at epoch {p.epoch + 1}, batch {p.step + 1} ({exc or 'MemoryError'}); "
                      f"try a smaller --batch-size (or model). {kept[0].upper()}{kept[1:]}")
     finally:
-        folder.release()
+        folder.release(remove_if_unused=True)     # (a folder it created and left empty goes again)
 
 
 def _release(folder, code):
