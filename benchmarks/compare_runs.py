@@ -179,7 +179,7 @@ def plot(runs, path):
     ax_acc, ax_time = fig.subplots(1, 2)
     for run in runs:
         ep = [r["epoch"] for r in run["rows"]]
-        ax_acc.plot(ep, [100 * r["test_acc"] for r in run["rows"]], "o-", ms=3, label=run["name"])
+        ax_acc.plot(ep, [r["test_acc"] for r in run["rows"]], "o-", ms=3, label=run["name"])
         ax_time.plot(ep, [r["seconds"] for r in run["rows"]], "o-", ms=3, label=run["name"])
     ax_acc.set_title("test accuracy (%)")
     ax_time.set_title("seconds per epoch (training + evaluation)")
@@ -198,7 +198,7 @@ def markdown_table(stats):
     lines = ["| run | final test acc | best test acc (epoch) | median s / epoch | median img/s | "
              "time / PyTorch's |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for s in stats:
-        lines.append(f"| {s['name']} | {100 * s['final_test_acc']:.2f}% | {100 * s['best_test_acc']:.2f}% "
+        lines.append(f"| {s['name']} | {s['final_test_acc']:.2f}% | {s['best_test_acc']:.2f}% "
                      f"({s['best_epoch']}) | {s['median_epoch_seconds']:.1f} | {s['median_images_per_s']:.0f} | "
                      f"{s['median_epoch_seconds'] / reference:.2f}x |")
     return "\n".join(lines) + "\n"

@@ -89,7 +89,7 @@ from tinyconvmixer.atomic import atomic_write                        # noqa: E40
 from tinyconvmixer.data import (CIFAR10_MEAN, CIFAR10_STD, DataError, TestTransform,  # noqa: E402
                                 get_batch, iterate_batches, load_cifar10)
 from tinyconvmixer.optim import triangular_lr                        # noqa: E402
-from tinyconvmixer.runlog import ProgressBar, epoch_line, write_json, write_metrics  # noqa: E402
+from tinyconvmixer.runlog import ProgressBar, epoch_line, make_row, write_json, write_metrics  # noqa: E402
 from torch_convmixer import load_from_tinyconvmixer, torch_convmixer  # noqa: E402
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cifar10-jpeg.tar.gz"))
@@ -406,7 +406,7 @@ class Run:
                                                         self.args.epochs, self.args.lr_max))
             loss_sum, correct, seen = loss_sum + loss * len(y), correct + right, seen + len(y)
             seconds = time.perf_counter() - start
-            bar.update(i + 1, loss_sum / seen, correct / seen, seen / seconds, force=i + 1 == self.n_batches)
+            bar.update(i + 1, loss_sum / seen, 100 * correct / seen, seen / seconds, force=i + 1 == self.n_batches)
         synchronize(self.device)
         bar.close()
         return loss_sum / seen, correct / seen, seen, time.perf_counter() - start
@@ -503,9 +503,8 @@ def fit(run):
         train_loss, train_acc, seen, train_seconds = run.train_one_epoch(p.epoch)
         test_loss, test_acc = run.evaluate()
         synchronize(run.device)
-        row = dict(epoch=p.epoch + 1, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                   test_acc=test_acc, lr=run.lr, seconds=time.perf_counter() - epoch_start,
-                   images_per_s=seen / train_seconds)
+        row = make_row(p.epoch + 1, train_loss, train_acc, test_loss, test_acc, run.lr,
+                       time.perf_counter() - epoch_start, seen / train_seconds)   # accuracy in percent
         p.finish_epoch(row)
         this_process.append(row["seconds"])
         print(epoch_line(row, args.epochs), flush=True)
@@ -540,8 +539,8 @@ def finish(run):
         train_images=len(run.train[1]), test_images=len(run.test[1]), data=run.data_source,
         versions=versions(run))
     write_json(run.path("summary.json"), summary)
-    print(f"done: best test accuracy {100 * p.best_acc:.2f}% (epoch {p.best_epoch}), final "
-          f"{100 * summary['final_test_acc']:.2f}%, median epoch {summary['median_epoch_seconds']:.1f} s; "
+    print(f"done: best test accuracy {p.best_acc:.2f}% (epoch {p.best_epoch}), final "
+          f"{summary['final_test_acc']:.2f}%, median epoch {summary['median_epoch_seconds']:.1f} s; "
           f"files in {run.out}", flush=True)
     return 0
 

@@ -7,8 +7,11 @@ random images per batch), so the tests need no network and little time.
 import io
 import os
 import pickle
+import re
+import struct
 import tarfile
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -173,51 +176,117 @@ def test_default_data_dir_comes_from_the_environment(data_dir, cifar):
 
 # ---------------------------------------------------------------- the cache
 
-def test_cache_is_written_beside_the_source_and_reused(tmp_path, cifar):
-    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
-    archive = tar_folder(folder, tmp_path / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+def test_cache_is_written_in_the_cache_folder_keyed_on_content_and_reused(tmp_path, data_dir, cifar, capsys):
+    folder = write_binary_folder(tmp_path / "src" / "cifar-10-batches-bin", cifar)
+    archive = tar_folder(folder, tmp_path / "src" / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
     first = load_cifar10(archive, download=False)
-    caches = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
+    assert "first use: decoding CIFAR-10 from cifar-10-binary.tar.gz" in capsys.readouterr().err
+    assert not list((tmp_path / "src").glob("*.npz"))       # never beside the source
+    caches = sorted(data_dir.glob("cifar-10-binary.decoded-*.npz"))
     assert len(caches) == 1 and "decoded now" in first.source
     with np.load(caches[0], allow_pickle=False) as npz:    # plain arrays, no pickle needed
         assert npz["train_x"].dtype == np.uint8
     second = load_cifar10(archive, download=False)
     assert "decoded arrays from" in second.source and str(caches[0]) in second.source
+    assert "decoding" not in capsys.readouterr().err
     assert_same(second, expected(cifar))
-    assert not list(tmp_path.glob("*.tmp*"))                 # no temporary file left behind
+    assert second.fingerprint == first.fingerprint and len(first.fingerprint) == 16
+    assert not list(data_dir.glob("*.tmp*"))                 # no temporary file left behind
 
-    # A changed source gets a new cache; the stale one is removed.
-    os.utime(archive, ns=(0, 10**18))
-    third = load_cifar10(archive, download=False)
-    assert "decoded now" in third.source
-    new = sorted(tmp_path.glob("cifar-10-binary.decoded-*.npz"))
-    assert len(new) == 1 and new != caches
+    # The source edited in place, its size and modification time kept: a new cache, the stale one removed.
+    plain = tmp_path / "src" / "cifar-10-binary.tar"              # uncompressed: edit a label byte in place
+    with tarfile.open(plain, "w") as tar:
+        tar.add(folder, arcname="cifar-10-batches-bin")
+    first = load_cifar10(plain, download=False)
+    caches = sorted(data_dir.glob("cifar-10-binary.decoded-*.npz"))
+    with tarfile.open(plain) as tar:
+        offset = tar.getmember("cifar-10-batches-bin/data_batch_1.bin").offset_data
+    before = os.stat(plain)
+    raw = bytearray(plain.read_bytes())
+    raw[offset] = (raw[offset] + 1) % 10                           # image 0's label
+    plain.write_bytes(bytes(raw))
+    os.utime(plain, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(plain).st_size, os.stat(plain).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    third = load_cifar10(plain, download=False)
+    assert "decoded now" in third.source and third.fingerprint != first.fingerprint
+    assert third.train_y[0] == (first.train_y[0] + 1) % 10
+    assert sorted(data_dir.glob("cifar-10-binary.decoded-*.npz")) != caches
+    assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 2   # one per source path
 
 
-def test_cache_goes_to_the_data_dir_when_the_source_folder_is_read_only(tmp_path, data_dir, cifar):
-    folder = write_binary_folder(tmp_path / "ro" / "cifar-10-batches-bin", cifar)
-    archive = tar_folder(folder, tmp_path / "ro" / "cifar-10-binary.tar.gz", "cifar-10-batches-bin")
-    os.chmod(tmp_path / "ro", 0o555)
+def test_cache_keyed_on_content_of_a_folder(tmp_path, data_dir, cifar):
+    """A batch file of a folder edited in place, size and time kept: decoded again."""
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    first = load_cifar10(folder, download=False)
+    victim = folder / "test_batch.bin"
+    st = os.stat(victim)
+    raw = bytearray(victim.read_bytes())
+    raw[0] = (raw[0] + 1) % 10                                     # the first test image's label
+    victim.write_bytes(bytes(raw))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = load_cifar10(folder, download=False)
+    assert "decoded now" in second.source and second.fingerprint != first.fingerprint
+    assert second.test_y[0] == (first.test_y[0] + 1) % 10
+
+
+def test_read_only_cache_folder_loads_without_a_cache(tmp_path, data_dir, cifar, recwarn):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    data_dir.mkdir()
+    os.chmod(data_dir, 0o555)
     try:
-        load_cifar10(archive, download=False)
-        second = load_cifar10(archive, download=False)
+        data = load_cifar10(folder, download=False)
     finally:
-        os.chmod(tmp_path / "ro", 0o755)
-    assert not list((tmp_path / "ro").glob("*.npz"))
-    assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 1
-    assert str(data_dir) in second.source
+        os.chmod(data_dir, 0o755)
+    assert_same(data, expected(cifar))
+    assert "not cached" in data.source and not list(data_dir.iterdir())
+    assert any("could not write the data cache" in str(w.message) for w in recwarn)
 
 
-def test_cache_off_and_broken_cache(tmp_path, cifar):
+def test_cache_off_and_broken_cache(tmp_path, data_dir, cifar):
     folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
     load_cifar10(folder, cache=False)
-    assert not list(tmp_path.glob("*.npz"))
+    assert not list(tmp_path.glob("*.npz")) and not data_dir.exists()
     load_cifar10(folder)
-    (cache,) = tmp_path.glob("*.npz")
+    (cache,) = data_dir.glob("*.npz")
     cache.write_bytes(b"not a zip file")
     with pytest.warns(UserWarning, match="ignoring unreadable cache"):
         data = load_cifar10(folder)
     assert_same(data, expected(cifar))
+
+
+@pytest.mark.parametrize("problem,edit", [
+    ("labels outside 0..9", lambda a: a["train_y"].__setitem__(0, 10)),
+    ("labels outside 0..9", lambda a: a["test_y"].__setitem__(0, -1)),
+    ("unexpected train arrays", lambda a: a.__setitem__("train_y", a["train_y"][:-1])),
+    ("unexpected test arrays", lambda a: a.__setitem__("test_x", a["test_x"].astype(np.float32))),
+    ("unknown kind", lambda a: a.__setitem__("kind", np.array("pickle"))),
+    ("fingerprint", lambda a: a.pop("fingerprint")),
+])
+def test_a_cache_that_fails_its_checks_is_ignored_and_the_data_decoded_again(tmp_path, data_dir, cifar,
+                                                                            problem, edit):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    load_cifar10(folder)
+    (cache,) = data_dir.glob("*.npz")
+    with np.load(cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    edit(arrays)
+    np.savez(cache, **arrays)
+    with pytest.warns(UserWarning, match=f"ignoring unreadable cache .*{problem}"):
+        data = load_cifar10(folder)
+    assert_same(data, expected(cifar))
+    assert "decoded now" in data.source
+    assert "decoded arrays from" in load_cifar10(folder).source       # rewritten, good again
+
+
+def test_temporary_files_of_killed_cache_writers_are_removed(tmp_path, data_dir, cifar):
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    data_dir.mkdir()
+    dead = data_dir / "cifar-10-batches-bin.decoded-x.tmp-999999999-0.npz"
+    alive = data_dir / f"cifar-10-batches-bin.decoded-y.tmp-{os.getppid()}-0.npz"    # a live process's
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    load_cifar10(folder)
+    assert not dead.exists() and alive.exists()
 
 
 # ------------------------------------------------------------ safety checks
@@ -229,6 +298,93 @@ def test_archive_with_escaping_member_is_refused(tmp_path, name):
         load_cifar10(archive, download=False)
     assert str(archive) in str(err.value)
     assert not (tmp_path.parent / "evil.bin").exists()
+
+
+def test_oversized_member_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A header declaring 2 GB (a gzip bomb would inflate to it): refused from the header alone."""
+    from tinyconvmixer.data import archive as archive_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the member was read")
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", never)
+    info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+    info.size = 2_000_000_000
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tar:
+        tar.addfile(info)                                  # the header only: no 2 GB anywhere
+    with pytest.raises(DataError, match=r"refusing 'cifar-10-batches-bin/data_batch_1.bin': it is "
+                                        r"2,000,000,000 bytes, larger than any CIFAR-10 file"):
+        load_cifar10(bomb, download=False)
+    monkeypatch.setattr(archive_module, "MAX_MEMBERS", 5)  # and more members than any CIFAR-10 source
+    many = tar_with(tmp_path / "many.tar.gz", [(tarfile.TarInfo(f"x/{i}.txt"), b"") for i in range(9)])
+    with pytest.raises(DataError, match="more than 5 entries"):
+        load_cifar10(many, download=False)
+
+
+def test_oversized_file_in_a_folder_is_refused_before_it_is_read(tmp_path, cifar, monkeypatch):
+    from tinyconvmixer.data import archive as archive_module
+
+    folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
+    monkeypatch.setattr(archive_module, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(DataError, match="data_batch_1.bin': it is 36,876 bytes, larger than any CIFAR-10 file"):
+        load_cifar10(folder, download=False, cache=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_in_an_image_folder_is_refused_not_waited_for(tmp_path, cifar):
+    root = write_image_folder(tmp_path / "imgs", cifar)
+    os.mkfifo(root / "train" / "cat" / "pipe.png")
+    with pytest.raises(DataError, match="pipe.png: not a regular file"):
+        load_cifar10(root, download=False)
+
+
+def test_duplicate_batch_names_are_refused_as_ambiguous(tmp_path, cifar):
+    batches = [(tarfile.TarInfo(f"cifar-10-batches-bin/{name}"), binary_batch(x, y))
+               for name, (x, y) in zip(BINARY_NAMES, cifar)]
+    twice = tar_with(tmp_path / "twice.tar.gz", batches + [(tarfile.TarInfo(batches[0][0].name),
+                                                            binary_batch(*cifar[1]))])
+    with pytest.raises(DataError, match="data_batch_1.bin' appears twice; refusing the archive as ambiguous"):
+        load_cifar10(twice, download=False)
+    elsewhere = tar_with(tmp_path / "two.tar.gz", batches + [(tarfile.TarInfo("copy/data_batch_1.bin"),
+                                                              binary_batch(*cifar[1]))])
+    with pytest.raises(DataError, match="two files named data_batch_1.bin .*refusing to guess"):
+        load_cifar10(elsewhere, download=False)
+
+
+@pytest.mark.parametrize("labels,message", [
+    (None, "no labels"),
+    ([0.0, 1.5] * (PER_BATCH // 2), "expected 12 integer labels in 0..9, got float64"),
+    (["cat"] * PER_BATCH, "expected 12 integer labels in 0..9, got <U3"),
+    ([True] * PER_BATCH, "got bool"),
+    ([[0, 1], [2]] + [0] * (PER_BATCH - 2), "the labels are not a list of integers"),
+    ([2 ** 70] * PER_BATCH, "got object"),
+    ([0] * (PER_BATCH - 1), "got int64 values of shape (11,)"),
+    ([12] * PER_BATCH, "expected labels in 0..9, got values 12..12"),
+])
+def test_python_batch_with_missing_or_bad_labels(tmp_path, cifar, labels, message):
+    folder = write_python_folder(tmp_path / "cifar-10-batches-py", cifar)
+    rows = cifar[0][0].transpose(0, 3, 1, 2).reshape(PER_BATCH, -1)
+    batch = {b"data": rows} if labels is None else {b"data": rows, b"labels": labels}
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_cifar10(folder, download=False)
+    assert "data_batch_1" in str(err.value) and "\n" not in str(err.value)
+
+
+def png_header_only(width, height):
+    """A PNG that declares width x height and holds no pixels (what a decompression bomb starts with)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [20000, 12000])     # above Pillow's error limit, and its warning limit
+def test_decompression_bomb_image_is_refused(tmp_path, cifar, size):
+    root = write_image_folder(tmp_path / "imgs", cifar)
+    (root / "train" / "cat" / "bomb.png").write_bytes(png_header_only(size, size))
+    with pytest.raises(DataError, match="bomb.png: cannot decode this image \\(DecompressionBomb"):
+        load_cifar10(root, download=False)
 
 
 def test_archive_with_link_is_refused(tmp_path):

@@ -6,6 +6,7 @@ import http.server
 import io
 import tarfile
 import threading
+import time
 import urllib.request
 
 import numpy as np
@@ -143,3 +144,58 @@ def test_official_constants():
     assert download_module.CIFAR10_BINARY.md5 == "c32a1d4ab5d03f1284b67883e8d87530"
     assert download_module.CIFAR10_PYTHON.md5 == "c58f30108f718f92721af3b95e74349a"
     assert download_module.CIFAR10_BINARY.url.endswith("/~kriz/cifar-10-binary.tar.gz")
+
+
+class TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1 MB, then sends one byte every 0.1 s: never idle long enough for a read timeout."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            for _ in range(600):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass                                           # the client gave up: as it should
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_trickling_server_is_stopped_by_the_overall_deadline(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TrickleHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    dest = tmp_path / "out" / "slow.tar.gz"
+    start = time.monotonic()
+    try:
+        with pytest.raises(DataError, match=r"did not finish within 1 s \(\d+ of 1000000 bytes arrived\)"):
+            download_url(f"http://127.0.0.1:{server.server_address[1]}/slow", dest, "0" * 32, progress=False,
+                         timeout=5, deadline=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - start < 4                   # not 600 trickled bytes later
+    assert list(dest.parent.iterdir()) == []              # and no partial file
+
+
+def test_temporary_files_of_killed_downloads_are_removed(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"abc")
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / "copy.tmp-999999999-0.bin"
+    stale.write_bytes(b"half")
+    download_url(source.as_uri(), tmp_path / "out" / "copy.bin", md5(b"abc"), progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["copy.bin"]
+
+
+def test_a_download_larger_than_any_cifar_archive_is_stopped(tmp_path):
+    source = tmp_path / "endless.bin"
+    source.write_bytes(b"x" * 5000)
+    with pytest.raises(DataError, match="sent more than 4,096 bytes"):
+        download_url(source.as_uri(), tmp_path / "out" / "x.bin", md5(b""), progress=False, max_bytes=4096)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -143,7 +143,7 @@ def test_clip_grad_norm_matches_pytorch(max_norm):
         q.grad = torch.tensor(g)
     total = clip_grad_norm_(params, max_norm)
     ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
-    assert total.shape == ()                   # a 0-d array, like PyTorch's 0-d tensor
+    assert total.shape == () and backend.device_of(total) == "cpu"       # an array, like torch's tensor
     assert float(total) == pytest.approx(float(ttotal), rel=1e-6)
     for p, q in zip(params, tparams):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-6)
@@ -156,6 +156,11 @@ def test_clip_grad_norm_accepts_a_generator_and_no_grads():
     total = clip_grad_norm_(m.parameters(), 1.0)
     assert float(total) == pytest.approx(np.sqrt(600))
     assert np.sqrt((m.weight.grad ** 2).sum()) == pytest.approx(1.0, rel=1e-5)
+    assert m.weight.grad.dtype == np.float32
+    small = np.full((2, 3), 0.1, np.float32)
+    m.weight.grad = small.copy()
+    clip_grad_norm_(m.parameters(), 1.0)                  # below the limit: unchanged, to the bit
+    np.testing.assert_array_equal(m.weight.grad, small)
 
 
 def test_clip_grad_norm_never_waits_for_the_device(device):

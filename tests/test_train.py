@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -12,43 +11,17 @@ import pytest
 from tinyconvmixer import backend, is_grad_enabled, nn, train
 from tinyconvmixer import functional as F
 from tinyconvmixer.checkpoint import load_checkpoint
-from tinyconvmixer.optim import AdamW, triangular_lr
+from tinyconvmixer.optim import triangular_lr
 from tinyconvmixer.plots import plot_curves, plot_filters
 from tinyconvmixer.runlog import read_metrics, write_json, write_metrics
 
-# 240 training images in batches of 40: 6 batches per epoch.
-TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--hdim", "8", "--depth", "1",
-        "--kernel-size", "3", "--patch-size", "4", "--batch-size", "40", "--eval-batch-size", "64",
-        "--epochs", "2", "--ra-n", "1", "--ra-m", "6", "--device", "cpu"]
-BATCHES = 6
-TIMING = ("seconds", "images_per_s")
-
-
-def run(*argv):
-    return train.main(TINY + [str(a) for a in argv])
-
-
-def same_metrics(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert {k: v for k, v in x.items() if k not in TIMING} == {k: v for k, v in y.items() if k not in TIMING}
-
-
-def same_model(path_a, path_b):
-    a, b = load_checkpoint(str(path_a)), load_checkpoint(str(path_b))
-    assert list(a["model"]) == list(b["model"])
-    for key in a["model"]:
-        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
-    for i, state in a["optimizer"]["state"].items():
-        np.testing.assert_array_equal(state["exp_avg"], b["optimizer"]["state"][i]["exp_avg"])
+from trainkit import BATCHES, TINY, resume, rewrite_checkpoint, run, straight_run, without_plots  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """An uninterrupted 2-epoch run, shared by the tests that compare against it."""
-    out = tmp_path_factory.mktemp("straight")
-    assert run("--out", out) == 0
-    return out
+    return straight_run(tmp_path_factory)
 
 
 def test_run_writes_every_file(straight, capsys):
@@ -58,9 +31,13 @@ def test_run_writes_every_file(straight, capsys):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
                             "images_per_s"}
-    assert rows[0]["lr"] == triangular_lr(1, 2, 0.05) and rows[1]["lr"] == 0.0     # end-of-epoch rates
+    assert rows[0]["lr"] == float(f"{triangular_lr(1, 2, 0.05):.6g}") and rows[1]["lr"] == 0.0   # end of epoch
+    assert all(0 <= r[k] <= 100 for r in rows for k in ("train_acc", "test_acc"))     # percent
+    assert all(r[k] == round(r[k], 4) for r in rows for k in ("train_loss", "test_loss"))
+    assert (straight / "metrics.csv").read_text().splitlines()[1].count(".") <= 7   # no 17-digit floats
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["params"] == 682 and summary["device"] == "cpu"
+    assert summary["accuracy_unit"] == "percent"
     assert summary["best_test_acc"] == max(r["test_acc"] for r in rows)
     assert summary["final_test_acc"] == rows[-1]["test_acc"]
     assert json.loads((straight / "args.json").read_text())["hdim"] == 8
@@ -97,11 +74,13 @@ def test_run_files_are_written_atomically(straight, tmp_path, monkeypatch, name)
     assert os.listdir(tmp_path) == [name]
 
 
-def test_console_output(tmp_path, capsys):
+def test_console_output(tmp_path, capsys, monkeypatch):
+    without_plots(monkeypatch)
     assert run("--epochs", "1", "--out", tmp_path) == 0
     out, err = capsys.readouterr()
     assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
     assert "epoch 1/1 [" in err and "img/s" in err and "\r" not in err   # not a terminal: plain lines
+    assert "ETA epoch" in err                                           # elapsed time and ETA
 
 
 def test_progress_bar_redraws_in_place_on_a_terminal():
@@ -112,54 +91,28 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
         def isatty(self):
             return True
     term = Terminal()
-    bar = ProgressBar("epoch 1/2", 10, stream=term, min_interval=0)
-    bar.update(3, 2.0, 0.25, 100.0)
-    bar.update(10, 1.5, 0.5, 120.0)
+    bar = ProgressBar("epoch 1/2", 10, stream=term, min_interval=0, later_epochs=1, epoch_seconds=100.0)
+    bar.update(3, 2.0, 25.0, 100.0)
+    bar.update(10, 1.5, 50.0, 120.0)
     bar.close()
     text = term.getvalue()
     assert text.count("\r") >= 3 and "\n" not in text and "10/10 loss 1.5000 acc 50.0%" in text
+    assert "ETA epoch 0:00, run 1:40" in text                          # 0 s left + one more epoch of 100 s
 
 
-class Interrupt:
-    """Raise KeyboardInterrupt (or send a real SIGINT) on the n-th training batch."""
+def test_progress_bar_eta_is_measured_from_the_batches_done_here(monkeypatch):
+    import io
+    from tinyconvmixer import runlog
 
-    def __init__(self, at, real_signal=False):
-        self.at, self.calls, self.real_signal = at, 0, real_signal
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls == self.at:
-            if self.real_signal:
-                os.kill(os.getpid(), signal.SIGINT)
-            else:
-                raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("where,at", [("forward", BATCHES + 1),      # 1 epoch, then resume 1 epoch
-                                      ("forward", 3),                # mid-epoch
-                                      ("optimizer_step", BATCHES + 4)])   # a real SIGINT inside step()
-def test_interrupt_then_resume_matches_uninterrupted(straight, tmp_path, monkeypatch, capsys, where, at):
-    trigger = Interrupt(at, real_signal=where == "optimizer_step")
-    if where == "forward":
-        original = train.forward_backward
-        monkeypatch.setattr(train, "forward_backward", lambda *a: (trigger(), original(*a))[1])
-    else:
-        original = AdamW.step
-        monkeypatch.setattr(AdamW, "step", lambda self: (trigger(), original(self))[1])
-    assert run("--out", tmp_path) == 130
-    err = capsys.readouterr().err
-    assert "interrupted at epoch" in err and "--resume" in err
-    progress = load_checkpoint(str(tmp_path / "last.npz"))["meta"]["progress"]
-    done = at if where == "optimizer_step" else at - 1       # a deferred SIGINT lets the step finish
-    assert (progress["epoch"], progress["step"]) == divmod(done, BATCHES)
-    monkeypatch.undo()
-
-    assert train.main(["--resume", str(tmp_path / "last.npz")]) == 0      # settings come from the checkpoint
-    same_metrics(read_metrics(straight / "metrics.csv"), read_metrics(tmp_path / "metrics.csv"))
-    same_model(straight / "last.npz", tmp_path / "last.npz")
+    clock = iter([0.0, 10.0])
+    monkeypatch.setattr(runlog.time, "perf_counter", lambda: next(clock))
+    bar = runlog.ProgressBar("e", 10, stream=io.StringIO(), start_done=4, elapsed_before=40.0, later_epochs=2)
+    elapsed, epoch_left, run_left = bar.eta(6)           # 2 batches in 10 s here; 4 left
+    assert (elapsed, epoch_left, run_left) == (50.0, 20.0, 20.0 + 2 * 70.0)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    without_plots(monkeypatch)
     calls = {"n": 0}
     real = F.cross_entropy
 
@@ -177,7 +130,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on the way to inf: expected
-def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys):
+def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys, monkeypatch):
+    without_plots(monkeypatch)
     with np.errstate(all="ignore"):
         assert run("--lr-max", "1e30", "--out", tmp_path) == 1
     assert "the training loss became" in capsys.readouterr().err
@@ -194,23 +148,27 @@ def test_gpu_without_cupy_is_a_one_line_error_exit_2(tmp_path):
 
 
 def test_bad_checkpoints(straight, tmp_path, capsys):
-    assert train.main(["--resume", str(tmp_path / "missing.npz")]) == 2
+    assert resume(tmp_path / "missing.npz") == 2
     assert "checkpoint not found: " in capsys.readouterr().err
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    assert train.main(["--resume", str(tmp_path / "junk.npz")]) == 2
+    assert resume(tmp_path / "junk.npz") == 2
     assert "not a valid .npz archive" in capsys.readouterr().err
-    # a different model: the message names the config, the keys and the shapes
-    assert train.main(["--resume", str(straight / "last.npz"), "--hdim", "16", "--out", str(tmp_path)]) == 2
+    # settings saying one model, arrays of another: the message names the config, the keys and the shapes
+    rewrite_checkpoint(straight / "last.npz", tmp_path / "wide.npz", lambda m: m["args"].update(hdim=16))
+    assert resume(tmp_path / "wide.npz", "--out", tmp_path / "a") == 2
     err = capsys.readouterr().err
-    assert "does not fit this model" in err and "'dim': 16" in err
+    assert "does not fit this model" in err and "'dim': 16" in err and len(err.strip().splitlines()) == 1
     assert "0.weight: checkpoint (8, 3, 4, 4) vs model (16, 3, 4, 4)" in err
-    assert train.main(["--resume", str(straight / "last.npz"), "--depth", "2", "--out", str(tmp_path)]) == 2
+    rewrite_checkpoint(straight / "last.npz", tmp_path / "deep.npz", lambda m: m["args"].update(depth=2))
+    assert resume(tmp_path / "deep.npz", "--out", tmp_path / "b") == 2
     err = capsys.readouterr().err
     assert "missing key(s): 4.0.fn.0.weight" in err and "unexpected key(s): 6.weight, 6.bias" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # nothing left of refused runs
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
-    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path)]) == 2
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-download", "--device", "cpu",
+                       "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err
 
@@ -237,7 +195,10 @@ def test_layered_defaults(straight):
     (["--jitter", "-0.1"], "need jitter >= 0"),
     (["--lr-max", "-0.01"], "--lr-max must be a finite number >= 0, got -0.01"),
     (["--wd", "nan"], "--wd must be a finite number >= 0, got nan"),
-    (["--clip-norm", "0"], "--clip-norm must be > 0"),
+    (["--clip-norm", "0"], "--clip-norm must be a finite number > 0"),
+    (["--clip-norm", "inf"], "--clip-norm must be a finite number > 0"),
+    (["--batch-size", "1", "--patch-size", "32"], "gives BatchNorm one value per channel"),
+    (["--train-subset", "1", "--patch-size", "20"], "gives BatchNorm one value per channel"),
     (["--hdim", "0"], "--hdim must be at least 1, got 0"),
     (["--depth", "-1"], "--depth must be at least 1, got -1"),
     (["--epochs", "0"], "--epochs must be at least 1"),
@@ -255,7 +216,7 @@ def test_bad_argument_values_are_argparse_errors(tmp_path, capsys, argv, message
 
 
 def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0",
+    proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0", "--device", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("error: bad augmentation setting (--ra-n, --ra-m, "
@@ -284,3 +245,21 @@ def test_class_balanced_subset():
     assert len(idx) == 95 and len(set(idx)) == 95 and counts.min() == 9 and counts.max() == 10
     np.testing.assert_array_equal(idx, train.class_balanced_subset(labels, 95))
     assert len(train.class_balanced_subset(labels, None)) == 500
+
+
+def test_plots_carry_the_runs_settings_and_say_what_the_colours_mean(straight, monkeypatch):
+    from tinyconvmixer import plots
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    args, _ = train.parse_args(TINY + ["--jitter", "0.2"])
+    title = plots.run_title(args, "cpu", 240, 100)
+    assert title == ("ConvMixer-8/1 k=3 p=4 | 240 train / 100 test images | 2 epochs, batch 40, AdamW lr_max "
+                     "0.05 wd 0.005 | RandAugment(1, 6), jitter 0.2 | seed 0, cpu")
+    plots.plot_curves(read_metrics(straight / "metrics.csv"), "c.png", title=title)
+    plots.plot_filters(nn.ConvMixer(8, 1, kernel_size=3, patch_size=4), "f.png", title=title)
+    curves, filters = figures
+    assert curves.get_suptitle() == title == filters.get_suptitle()
+    assert curves.axes[1].get_title() == "accuracy (%)"
+    labels = " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in filters.axes)
+    assert "input channels as R, G, B" in labels and "scaled to its own min..max" in labels
+    assert "divided by its largest |weight|" in labels and "weight / largest |weight| of its kernel" in labels

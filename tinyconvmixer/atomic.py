@@ -21,13 +21,21 @@ The temporary name keeps the file's extensions ("curves.png" is written as
 "curves.tmp-<pid>-<n>.png", "data.tar.gz" as "data.tmp-<pid>-<n>.tar.gz"), so
 writers that infer the format from the name (matplotlib, np.savez) still do.
 It is unique per process and call, so concurrent writers never share one.
+
+A process killed in the middle of a write (SIGKILL, a power cut) cannot delete
+its temporary file. `remove_stale_temp_files(folder)` deletes those left by
+processes that no longer run; the training command calls it at start-up on its
+run folder, the data cache calls it on the cache folder.
 """
 
 import contextlib
 import itertools
 import os
+import re
+import stat
 
 _counter = itertools.count()     # next() on it is atomic under the GIL: unique per call
+_TEMP_NAME = re.compile(r"^.+\.tmp-(\d+)-\d+(\..*)?$")    # what temp_path makes; group 1 is the pid
 
 
 def temp_path(path):
@@ -52,8 +60,63 @@ def atomic_write(path, write):
         with open(tmp, "rb+") as f:     # write access: Windows cannot fsync a read-only handle
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            exc.filename = os.fspath(path)          # name the file the user knows, not the temporary one
         raise
     return path
+
+
+def _process_alive(pid):
+    """Whether a process with this id exists (it may be another user's)."""
+    if pid == os.getpid() or os.name == "nt":       # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)                 # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True                     # exists but is not ours, or we cannot tell: keep the file
+    return True
+
+
+def remove_stale_temp_files(folder, only_dead=True):
+    """Delete temporary files in `folder` (see temp_path) whose writer process is gone.
+
+    Returns the names removed. Files of live processes are kept: they may be
+    writing right now (two runs sharing a data cache folder, say). With
+    only_dead=False every temporary file but this process's own goes: for a
+    folder that only its locker writes in (a run folder), where a killed
+    writer's process id may already belong to another process.
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or (only_dead and _process_alive(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, name))
+            removed.append(name)
+    return sorted(removed)
+
+
+def writable_dir(path):
+    """Whether we may create files in the folder `path`.
+
+    os.access alone is not enough: for root it says yes to every folder,
+    even one whose permission bits mark it read-only (like a shared,
+    read-only data folder), so we also honour the owner's write bit.
+    """
+    try:
+        return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & stat.S_IWUSR)
+    except OSError:
+        return False

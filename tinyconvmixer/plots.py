@@ -16,18 +16,33 @@ from . import backend
 from .atomic import atomic_write
 
 
-def plot_curves(history, path, lr_at=None, epochs=None):
+def run_title(args, device, train_images, test_images):
+    """One line naming what a run is: model, data, schedule, augmentation, seed, device."""
+    aug = [f"RandAugment({args.ra_n}, {args.ra_m})" if args.ra_n else "no RandAugment"]
+    aug += [f"{name} {value:g}" for name, value, off in (("crop scale", args.scale, 1.0),
+            ("jitter", args.jitter, 0.0), ("erasing", args.reprob, 0.0)) if value != off]
+    clip = f", clip {args.clip_norm:g}" if args.clip_norm else ""
+    return (f"ConvMixer-{args.hdim}/{args.depth} k={args.kernel_size} p={args.patch_size} | "
+            f"{train_images:,} train / {test_images:,} test images | {args.epochs} epochs, batch "
+            f"{args.batch_size}, AdamW lr_max {args.lr_max:g} wd {args.wd:g}{clip} | {', '.join(aug)} | "
+            f"seed {args.seed}, {device}")
+
+
+def plot_curves(history, path, lr_at=None, epochs=None, title=None):
     """Loss, accuracy and learning rate per epoch, saved to `path`.
 
-    history: the rows of metrics.csv (dicts). lr_at(t) and epochs, if given,
-    draw the whole learning-rate schedule as a line behind the per-epoch values.
+    history: the rows of metrics.csv (dicts; accuracies in percent). lr_at(t) and
+    epochs, if given, draw the whole learning-rate schedule as a line behind the
+    per-epoch values. title: the run's settings (see run_title), drawn on top.
     """
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    fig = Figure(figsize=(13, 3.8 if title is None else 4.2), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=9)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
     for key, style in (("train", "o-"), ("test", "s-")):
         ax_loss.plot(ep, [r[f"{key}_loss"] for r in history], style, ms=3, label=key)
-        ax_acc.plot(ep, [100 * r[f"{key}_acc"] for r in history], style, ms=3, label=key)
+        ax_acc.plot(ep, [r[f"{key}_acc"] for r in history], style, ms=3, label=key)
     if lr_at is not None and epochs:
         t = np.linspace(0, epochs, 400)
         ax_lr.plot(t, [lr_at(x) for x in t], color="0.7", label="schedule")
@@ -63,13 +78,15 @@ def depthwise_convs(model):
             if type(m).__name__ == "Conv2d" and m.groups > 1 and m.groups == m.in_channels == m.out_channels]
 
 
-def plot_filters(model, path, max_layers=4, max_kernels=64):
+def plot_filters(model, path, max_layers=4, max_kernels=64, title=None):
     """The patch-embedding filters as RGB tiles and depthwise kernels of a few layers.
 
     Like the figures in the ConvMixer paper's appendix. Each patch filter
-    (3, p, p) is scaled to [0, 1] on its own; each depthwise kernel (k, k) is
-    divided by its largest magnitude and drawn with a diverging colour map
-    (red positive, blue negative).
+    (3, p, p) is scaled to [0, 1] on its own (its smallest weight black, its
+    largest white, its three input channels shown as red, green and blue); each
+    depthwise kernel (k, k) is divided by its largest magnitude and drawn with a
+    diverging colour map (red positive, blue negative, white zero). The figure
+    says so under each panel. title: the run's settings (see run_title).
     """
     patch = backend.to_numpy(model[0].weight.data).astype(np.float64)     # (dim, 3, p, p)
     lo = patch.min(axis=(1, 2, 3), keepdims=True)
@@ -78,17 +95,26 @@ def plot_filters(model, path, max_layers=4, max_kernels=64):
 
     convs = depthwise_convs(model)
     picks = sorted({round(i * (len(convs) - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if convs else []
-    fig = Figure(figsize=(3.6 * (1 + len(picks)), 4.0), layout="constrained")
+    fig = Figure(figsize=(3.6 * (1 + len(picks)) + 0.8, 4.9 if title else 4.5), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=9)
     axes = np.atleast_1d(fig.subplots(1, 1 + len(picks)))
     axes[0].imshow(np.nan_to_num(mosaic(rgb), nan=1.0), interpolation="nearest")
     axes[0].set_title(f"patch embedding {tuple(patch.shape[1:])}")
+    axes[0].set_xlabel("input channels as R, G, B;\neach filter scaled to its own min..max", fontsize=8)
+    image = None
     for ax, i in zip(axes[1:], picks):
         name, conv = convs[i]
         k = backend.to_numpy(conv.weight.data)[:max_kernels, 0].astype(np.float64)   # (n, kh, kw)
         k = k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12)
-        ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        image = ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"depthwise layer {i + 1}/{len(convs)}")
+        ax.set_xlabel(f"first {len(k)} of {conv.weight.shape[0]} kernels;\neach divided by its largest |weight|",
+                      fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[1:]), shrink=0.7, ticks=[-1, 0, 1])
+        bar.set_label("weight / largest |weight| of its kernel", fontsize=8)
     save_figure(fig, path)

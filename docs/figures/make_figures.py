@@ -332,7 +332,7 @@ def run_figures(run_dir):
     from tinyconvmixer import nn
     from tinyconvmixer.checkpoint import load_checkpoint
     from tinyconvmixer.diagnostics import layer_labels, plot_diagnostics, plot_filters_before_after, read_csv
-    from tinyconvmixer.plots import plot_curves
+    from tinyconvmixer.plots import plot_curves, run_title
     from tinyconvmixer.runlog import read_metrics
 
     history = read_metrics(os.path.join(run_dir, "metrics.csv"))
@@ -343,8 +343,11 @@ def run_figures(run_dir):
     def lr_at(t):
         return triangular_lr(t, args["epochs"], args["lr_max"])
 
+    data = checkpoint["meta"]["data"]
+    title = run_title(argparse.Namespace(**args), checkpoint["meta"]["device"], data["train_images"],
+                      data["test_images"])
     path = os.path.join(HERE, "run_curves.png")
-    plot_curves(history, path, lr_at, args["epochs"])
+    plot_curves(history, path, lr_at, args["epochs"], title=title)
     print("wrote", os.path.relpath(path))
     model = nn.ConvMixer(**config)
     model.load_state_dict(checkpoint["model"])

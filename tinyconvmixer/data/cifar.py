@@ -22,6 +22,7 @@ uint8 HWC, every label as int64, labels in the official class order.
 import io
 import os
 import pickle
+import warnings
 
 import numpy as np
 
@@ -83,6 +84,9 @@ def read_cifar(entries, where):
     for name, data in entries:
         parts = name.split("/")
         if data is not None and parts[-1] in BINARY_FILES + PYTHON_FILES:
+            if parts[-1] in batches:                  # two copies: which one is meant?
+                raise DataError(f"{where}: two files named {parts[-1]} ({batches[parts[-1]][1]} and "
+                                f"{locate(name)}); refusing to guess which one is the CIFAR-10 batch")
             batches[parts[-1]] = (data, locate(name))
         elif data is None and len(parts) >= 2 and parts[-2] in SPLITS:
             seen[parts[-2]].add(parts[-1])        # a folder <split>/<class>
@@ -138,22 +142,39 @@ def decode_image(data, name):
     from PIL import Image   # Pillow comes with matplotlib; imported here, only folders need it
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.size != (32, 32) or image.mode != "RGB":
-                raise DataError(f"{name}: expected a 32x32 RGB image, got "
-                                f"{image.size[0]}x{image.size[1]} {image.mode}")
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as exc:   # what Pillow raises for broken files
-        raise DataError(f"{name}: cannot decode this image ({exc})") from exc
+        with warnings.catch_warnings():
+            # A header claiming a huge size makes Pillow warn (or raise DecompressionBombError):
+            # refuse it before any pixel is decoded.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.size != (32, 32) or image.mode != "RGB":
+                    raise DataError(f"{name}: expected a 32x32 RGB image, got "
+                                    f"{image.size[0]}x{image.size[1]} {image.mode}")
+                return np.asarray(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except Exception as exc:   # broken files raise OSError, SyntaxError, ValueError, DecompressionBomb...
+        raise DataError(f"{name}: cannot decode this image ({type(exc).__name__}: {exc})") from exc
 
 
-def _check_labels(labels, count, name):
-    """Labels must be one per image and lie in 0..9."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (count,) or labels.min(initial=0) < 0 or labels.max(initial=0) >= len(CLASSES):
-        raise DataError(f"{name}: expected {count} labels in 0..9, got shape {labels.shape} "
-                        f"with values {labels.min(initial=0)}..{labels.max(initial=0)}")
-    return labels
+def check_labels(labels, count, name):
+    """Labels must be integers, one per image, in 0..9; returns them as int64.
+
+    Checked here, on the host, once: the training loop then never has to read
+    labels back from the GPU to check them (see functional/loss.py).
+    """
+    if labels is None:
+        raise DataError(f"{name}: no labels (expected b'labels', a list of {count} integers in 0..9)")
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{name}: the labels are not a list of integers ({exc})") from exc
+    if array.dtype.kind not in "iu" or array.shape != (count,):
+        raise DataError(f"{name}: expected {count} integer labels in 0..9, got {array.dtype} values "
+                        f"of shape {array.shape}")
+    if count and (array.min() < 0 or array.max() >= len(CLASSES)):
+        raise DataError(f"{name}: expected labels in 0..9, got values {array.min()}..{array.max()}")
+    return array.astype(np.int64)
 
 
 def _chw_rows_to_hwc(rows):
@@ -167,7 +188,7 @@ def read_binary_batch(data, name):
         raise DataError(f"{name}: {len(data)} bytes is not a whole number of {RECORD_BYTES}-byte "
                         "CIFAR-10 records; the file is truncated or not a CIFAR-10 batch")
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD_BYTES)
-    return _chw_rows_to_hwc(records[:, 1:]), _check_labels(records[:, 0], len(records), name)
+    return _chw_rows_to_hwc(records[:, 1:]), check_labels(records[:, 0], len(records), name)
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -215,4 +236,4 @@ def read_python_batch(data, name):
     if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != 3072:
         raise DataError(f"{name}: expected b'data' to be a uint8 array of shape (N, 3072), got "
                         f"{getattr(rows, 'dtype', type(rows).__name__)} {getattr(rows, 'shape', '')}")
-    return _chw_rows_to_hwc(rows), _check_labels(labels, len(rows), name)
+    return _chw_rows_to_hwc(rows), check_labels(labels, len(rows), name)

@@ -19,15 +19,18 @@ What `path` may be:
 A path that does not exist is an error (a DataError naming it): a mistyped
 path must not create a new folder of that name and download 160 MB into it.
 
-The decoded arrays are cached as an .npz (see cache.py), so only the first
-start pays for decoding.
+The decoded arrays are cached as an .npz in the default data folder (see
+cache.py), keyed on the source's content, so only the first start pays for
+decoding; that first decode reports on stderr what it is doing and how far it is.
 """
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..statusline import StatusLine, format_seconds
 from . import cache as npz_cache
 from . import download as downloads
 from .archive import is_archive, iter_archive, iter_folder
@@ -55,6 +58,8 @@ class CIFAR10:
     test_y: np.ndarray = field(repr=False)    # (10000,) int64
     classes: tuple = CLASSES
     source: str = ""                          # where the data came from, for logs
+    fingerprint: str = ""                     # hash of the four arrays: the data's identity (cache.py)
+    path: str = ""                            # the archive or folder it was read from
 
 
 def default_data_dir():
@@ -73,20 +78,20 @@ def find_source(folder):
     return None
 
 
-def load_cifar10(path=None, download=True, cache=True):
+def load_cifar10(path=None, download=True, cache=True, progress=True):
     """Load CIFAR-10 (see the module docstring for what `path` may be) as a `CIFAR10`.
 
     download: fetch the official binary archive into the data folder when
         nothing usable is there; with False, raise a DataError that says
         which file to put where instead.
     cache: read and write the decoded-array cache.
+    progress: report a first decode on stderr (what, how far, how long).
     """
     data_dir = default_data_dir()
-    beside_source = True           # cache next to the source when its folder is writable
     if path is None:
         source = _find_or_download(data_dir, download)
     elif isinstance(path, str) and path == "sample":
-        source, beside_source = SAMPLE_PATH, False   # never write into the installed package
+        source = SAMPLE_PATH
         if not os.path.isfile(SAMPLE_PATH):
             raise DataError(f"the bundled sample {SAMPLE_PATH} is missing from this installation; reinstall "
                             "tinyconvmixer, or rebuild it with python -m tinyconvmixer.data.make_sample")
@@ -100,24 +105,55 @@ def load_cifar10(path=None, download=True, cache=True):
             raise DataError(f"{path} does not exist: give an existing CIFAR-10 archive or folder (an empty "
                             f"folder to download it into), or no path to use the default data folder {data_dir}")
 
-    # `entries` is a generator: nothing is read unless the cache misses and it is consumed.
     if os.path.isfile(source):
-        files, entries = [source], iter_archive(source, wanted)
+        files = [source]
+        entries = lambda report: iter_archive(source, wanted, report)     # noqa: E731
     else:
         _, names, folders = folder_contents(source)
         files = [os.path.join(source, *name.split("/")) for name in names]
-        entries = iter_folder(source, names, folders)
+        entries = lambda report: iter_folder(source, names, folders, report)   # noqa: E731
 
-    places = npz_cache.cache_paths(source, files, data_dir, beside_source) if cache else []
-    arrays, kind, cache_file = npz_cache.load(places)
-    if arrays is not None:
+    try:
+        cache_file = npz_cache.cache_path(source, files, data_dir) if cache else None
+    except OSError as exc:
+        raise DataError(f"cannot read {source} ({exc})") from exc
+    hit = npz_cache.load(cache_file) if cache else None
+    if hit is not None:
+        arrays, kind, fingerprint = hit
         how = f"decoded arrays from {cache_file}"
     else:
-        arrays, kind = read_cifar(entries, source)
-        written = npz_cache.save(places, arrays, kind) if cache else None
+        report = DecodeReport(source, cached=cache, enabled=progress)
+        arrays, kind = read_cifar(entries(report), source)
+        report.finish(len(arrays["train_y"]) + len(arrays["test_y"]))
+        fingerprint = npz_cache.fingerprint(arrays)
+        written = npz_cache.save(cache_file, arrays, kind, fingerprint) if cache else None
         how = f"decoded now, cached in {written}" if written else "decoded now, not cached"
     what = DESCRIPTIONS[kind] + (" (the bundled sample)" if source == SAMPLE_PATH else "")
-    return CIFAR10(**arrays, classes=CLASSES, source=f"{what}: {source} ({how})")
+    return CIFAR10(**arrays, classes=CLASSES, source=f"{what}: {source} ({how})", fingerprint=fingerprint,
+                   path=source)
+
+
+class DecodeReport:
+    """The status line of a first decode: what is decoded, how far (%), for how long."""
+
+    def __init__(self, source, cached=True, enabled=True):
+        self.name, self.start = os.path.basename(source), time.perf_counter()
+        self.line = StatusLine() if enabled else None
+        self.what = "first use: decoding" if cached else "decoding"
+        self.show(0, 1, force=True)
+
+    def show(self, done, total, force=False):
+        if self.line is not None and (force or self.line.due()):
+            elapsed = time.perf_counter() - self.start
+            self.line.show(f"{self.what} CIFAR-10 from {self.name}: {100 * done / max(total, 1):3.0f}% "
+                           f"({format_seconds(elapsed)} elapsed)", force=True)
+
+    __call__ = show
+
+    def finish(self, n_images):
+        if self.line is not None:
+            seconds = time.perf_counter() - self.start
+            self.line.close(f"decoded {n_images:,} images from {self.name} in {seconds:.1f} s")
 
 
 def _find_or_download(folder, download):

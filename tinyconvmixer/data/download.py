@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, remove_stale_temp_files
 from .errors import DataError
 
 
@@ -37,28 +37,47 @@ CIFAR10_PYTHON = Archive("cifar-10-python.tar.gz",
                          "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                          "c58f30108f718f92721af3b95e74349a")
 
-CHUNK = 1 << 20   # read and hash 1 MiB at a time
+CHUNK = 1 << 20   # read and hash up to 1 MiB at a time
+DEADLINE = 3600   # seconds for a whole download (163 MB: over 45 KB/s needed)
+MAX_BYTES = 1 << 30   # the official archives are 163 and 170 MB
 
 
-def download_url(url, dest, md5, progress=True, timeout=60):
+def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE, max_bytes=MAX_BYTES):
     """Download `url` to the file `dest`, check its MD5 hex digest, and return `dest`.
 
     The data goes to a temporary file beside `dest` (see ../atomic.py) and is
     renamed to `dest` only once complete and verified; on any failure the
     partial file is removed and a DataError naming the URL is raised (a
     checksum mismatch also names the expected and the actual MD5).
+
+    timeout: seconds without any data before giving up (per network read).
+    deadline: seconds for the whole download. The timeout alone cannot stop a
+        server that sends a byte every few seconds; the deadline does (it is
+        checked after every read, so it is overrun by at most `timeout`).
+    max_bytes: stop a server that sends more than any CIFAR-10 archive holds.
     """
     dest = os.fspath(dest)
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     name = os.path.basename(dest)
+    remove_stale_temp_files(os.path.dirname(os.path.abspath(dest)))   # left by killed downloads
+    start = time.monotonic()
 
     def fetch(tmp):
         """Stream `url` into `tmp`, then check it; raising here deletes `tmp`."""
         digest, done, total, shown = hashlib.md5(), 0, 0, 0.0
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response, \
+                    open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0)
-                while chunk := response.read(CHUNK):
+                # read1: return what has arrived (read() would wait for a whole chunk, past the deadline)
+                while chunk := response.read1(CHUNK):
+                    if time.monotonic() - start > deadline:
+                        raise DataError(f"the download of {url} did not finish within {deadline:g} s "
+                                        f"({done:,} of {total or '?'} bytes arrived); the partial file was "
+                                        "deleted. Try again later, or fetch the file by hand")
+                    if done + len(chunk) > max_bytes:
+                        raise DataError(f"the download of {url} sent more than {max_bytes:,} bytes, far more "
+                                        "than CIFAR-10; the partial file was deleted")
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)

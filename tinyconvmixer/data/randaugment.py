@@ -192,7 +192,13 @@ def equalize(images):
     n, h, w, c = images.shape
     channels = images.transpose(0, 3, 1, 2).reshape(n * c, h * w).astype(xp.int64)  # one row per channel
     rows = xp.arange(n * c)
-    hist = xp.bincount((channels + 256 * rows[:, None]).ravel(), minlength=256 * n * c).reshape(n * c, 256)
+    bins = (channels + 256 * rows[:, None]).ravel()               # bin of each pixel, per row
+    if xp is np:
+        hist = np.bincount(bins, minlength=256 * n * c)
+    else:       # cupy.bincount reads the largest value back to the host (a sync): count with add.at
+        hist = xp.zeros(256 * n * c, dtype=xp.int64)
+        xp.add.at(hist, bins, 1)
+    hist = hist.reshape(n * c, 256)
     top = channels.max(axis=1)                                    # highest occupied bin per channel
     step = (h * w - hist[rows, top]) // 255                       # (n*c,)
     below = xp.cumsum(hist, axis=1) - hist                        # pixels strictly below each value

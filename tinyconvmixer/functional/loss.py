@@ -51,10 +51,19 @@ def log_softmax(x, axis=-1):
 
 
 def cross_entropy(logits, target):
-    """Mean cross-entropy of (N, K) logits against N integer class labels."""
+    """Mean cross-entropy of (N, K) logits against N integer class labels.
+
+    Targets outside 0..K-1 are refused when they are host (NumPy) arrays. On the
+    GPU they are not checked here: that would copy them back to the host and make
+    the CPU wait for the GPU at every step. The data set's labels are checked
+    once, on the host, when it is loaded (data/cifar.py, data/cache.py); code
+    that makes its own GPU targets must check them before copying them over.
+    """
     target = target.data if isinstance(target, Tensor) else target
-    xp = backend.get_array_module(logits.data)
-    target = xp.asarray(target)
+    np_ = backend.numpy_module()
+    on_host = backend.get_array_module(target) is np_
+    if on_host:
+        target = np_.asarray(target)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, classes), got shape {logits.shape}")
     if target.shape != (logits.shape[0],):
@@ -62,7 +71,8 @@ def cross_entropy(logits, target):
                          f"logits {logits.shape}, got {target.shape}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
-    if target.size and (int(target.min()) < 0 or int(target.max()) >= logits.shape[1]):
+    if on_host and target.size and (target.min() < 0 or target.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: target values must be in [0, {logits.shape[1] - 1}], "
                          f"got range [{int(target.min())}, {int(target.max())}]")
-    return CrossEntropy.apply(logits, target=target)
+    xp = backend.get_array_module(logits.data)
+    return CrossEntropy.apply(logits, target=xp.asarray(target))     # (host targets copied to the GPU)
