@@ -117,7 +117,7 @@ struct EmuFiber { ucontext_t context; uint3 index; bool done; };
 static ucontext_t emu_scheduler;                 /* where a fiber returns to at __syncthreads() */
 static EmuFiber* emu_current = nullptr;          /* the fiber running now (null off the fiber road) */
 static std::vector<EmuFiber> emu_fibers;
-static std::vector<char> emu_fiber_stacks;
+static char* emu_fiber_stacks = nullptr;         /* never zero-filled: pages are taken only as used */
 constexpr std::size_t EMU_FIBER_STACK = 256 * 1024;
 static std::function<void()> emu_fiber_body;      /* the kernel call of the current launch */
 static void emu_fiber_entry(int i) { emu_fiber_body(); emu_fibers[i].done = true; }   /* -> uc_link */
@@ -280,7 +280,11 @@ int emu_launch_fibers(void (*kernel)(A...), void** params,
     std::lock_guard<std::mutex> lock(emu_launch_mutex);
     gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
     const unsigned n = bx * by * bz;
-    if (emu_fibers.size() < n) { emu_fibers.resize(n); emu_fiber_stacks.resize(n * EMU_FIBER_STACK); }
+    if (emu_fibers.size() < n) {
+        emu_fibers.resize(n);
+        delete[] emu_fiber_stacks;
+        emu_fiber_stacks = new char[n * EMU_FIBER_STACK];
+    }
     emu_fiber_body = [&] { emu_call(kernel, params, std::index_sequence_for<A...>{}); };
     bool divergent = false;
     unsigned long block = 0;
