@@ -25,7 +25,20 @@ def topological_order(root):
     return order
 '''
 
-# exercise -> (text in the solution, the mistake, what the output must show, what it must not)
+UNBROADCAST_AXES_TOO_EARLY = '''
+def unbroadcast(grad, shape):
+    extra = grad.ndim - len(shape)
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)   # counted too early
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+'''
+
+# exercise -> (text in the solution, the mistake, what the output must show, what it must not);
+# a key "name:what" is a second mistake in the same exercise. Text None: the mistake replaces the
+# solution's functions. The ": ..." ones were found by a student trial that the first cases let pass.
 MISTAKES = {
     "unbroadcast": ("grad.sum(axis=stretched, keepdims=True)", "grad.sum(axis=stretched)",
                     [r"unbroadcast returned the gradient \(grad \(3, 4\), shape=\(3, 1\)\) of shape \(3,\); "
@@ -43,7 +56,17 @@ MISTAKES = {
                   [r"batch_norm train\s+x\s+max error"], [r"batch_norm train\s+(weight|bias)"]),
     "log_softmax": ("xp.exp(y) * g.sum(axis=axis, keepdims=True)", "xp.exp(y)",
                     [r"gradcheck log_softmax\s+x\s+max error"], []),
-    "cross_entropy": ("dz * (g / N)", "dz * g", [r"gradcheck cross_entropy\s+logits\s+max error"], []),
+    "cross_entropy": ("dz * (g / N)", "dz * g", [r"gradcheck cross_entropy\s+logits\s+max error",
+                                                 r"yours is 6 x the expected everywhere"], []),
+    "unbroadcast:axes counted before the prepended ones go": (
+        None, UNBROADCAST_AXES_TOO_EARLY,
+        [r"add \(1, 4\) \+ \(1, 3, 4\).*of shape \(3, 4\); it must be \(1, 4\)"], []),
+    "col2im:the row stride used for the columns": (
+        "j + sw * (Wo - 1) + 1, sw)", "j + sh * (Wo - 1) + 1, sh)",
+        [r"conv2d stride=\(1, 2\) k=3\s+x\s+max error"], [r"gradcheck conv2d\s+x\s"]),
+    "topological_order:constants followed too": (
+        "                if need:\n                    visit(parent)", "                visit(parent)",
+        [r"needs no gradient \(a constant\): follow only the inputs whose needs_grad is True"], []),
 }
 
 
@@ -73,11 +96,12 @@ def test_solutions_pass(capsys):
 
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_a_planted_mistake_fails_and_points_at_it(name, tmp_path, capsys):
-    exercise = find(name)
     right, wrong, shown, not_shown = MISTAKES[name]
+    name = name.split(":")[0]
+    exercise = find(name)
     text = (SOLUTIONS / exercise.file).read_text()
     if right is None:
-        text = text[:text.index("def topological_order")] + wrong.lstrip()
+        text = text[:text.index("\ndef ") + 1] + wrong.lstrip()
     else:
         assert right in text
         text = text.replace(right, wrong)

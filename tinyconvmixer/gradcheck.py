@@ -39,6 +39,7 @@ class InputReport:
     passed: bool
     first_bad_index: tuple = None   # the first element (in C order) outside the tolerance, if any
     problem: str = ""    # set when there is no gradient to compare (none, or the wrong shape)
+    factor: float = None  # when it fails by a constant factor: analytic = factor * numeric everywhere
 
 
 @dataclass
@@ -156,8 +157,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, mode="full", n_directi
             max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
             worst_index=index(int(err.argmax())),
             passed=not bad.any() and bool(np.isfinite(numeric).all()),
-            first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None))
+            first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None,
+            factor=_constant_factor(analytic, numeric) if bad.any() else None))
     return GradcheckResult(inputs=reports, passed=all(r.passed for r in reports))
+
+
+def _constant_factor(analytic, numeric):
+    """k if analytic = k * numeric everywhere (to 1e-4), else None: a wrong gradient that is off
+    by a constant factor usually misses or doubles a scale (a 1/N, a 1/sqrt(2 pi), a 2)."""
+    a, n = np.ravel(analytic), np.ravel(numeric)
+    nn = float(n @ n)
+    if not (nn > 0 and np.isfinite(a).all() and np.isfinite(n).all()):
+        return None
+    k = float(a @ n) / nn
+    return k if np.abs(a - k * n).max() <= 1e-4 * np.abs(n).max() else None
 
 
 def main(argv=None):
@@ -168,4 +181,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:            # `... | head` stopped reading: not an error of ours
+        sys.stdout = None
+        sys.exit(0)

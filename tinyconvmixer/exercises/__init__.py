@@ -115,6 +115,10 @@ def check_order(order, root):
     if not order or order[0] is not root:
         raise ExerciseError("topological_order must start with the root (the tensor backward starts from)")
     for t in order:
+        if not t.requires_grad:
+            raise ExerciseError(f"topological_order lists {_describe(t)}, which needs no gradient (a "
+                                "constant): follow only the inputs whose needs_grad is True")
+    for t in order:
         if t._fn is None:
             continue
         for parent, need in zip(t._fn.inputs, t._fn.needs_grad):
@@ -205,6 +209,14 @@ def _residual_case(rng, xp):
     return fn, [Tensor(xp.asarray(rng.standard_normal((3, 4))), requires_grad=True),
                 Tensor(xp.asarray(rng.standard_normal(4)), requires_grad=True)], ["x", "w"]
 
+def _uneven_stride_case(rng, xp):
+    """Rows and columns with different strides (1 and 2), the kernel larger than both: a col2im
+    that mixes up the two strides fails here (exercise 6)."""
+    x = Tensor(xp.asarray(rng.standard_normal((2, 2, 5, 7))), requires_grad=True)
+    w = Tensor(xp.asarray(rng.standard_normal((3, 2, 3, 3))), requires_grad=True)
+    return (lambda x, w: F.conv2d(x, w, stride=(1, 2))), [x, w], ["x", "w"]
+
+
 _IM2COL_CONVS = ("conv2d", "conv2d stride=2 padding=1", "conv2d padding=(1,2) no bias", "conv2d padding=same",
                  "conv2d patch k=2 stride=2", "conv2d stride 3 > kernel 2", "conv2d pointwise 1x1",
                  "conv2d groups=2", "conv2d depthwise x2 multiplier")
@@ -215,7 +227,10 @@ _sums = parity._same("sum and mean over axes", lambda x: (x.sum(2) * x.mean(0).s
 EXERCISES = [
     Exercise(1, "unbroadcast", "ex01_unbroadcast.py", ("unbroadcast",), "Step 4", _plug_unbroadcast,
              _cases("add broadcast", "sub broadcast", "mul broadcast", "div broadcast", "linear")
-             + [binary_case("add (2, 1, 4) + (3, 1)", lambda a, b: a + b, (2, 1, 4), (3, 1))],
+             + [binary_case("add (2, 1, 4) + (3, 1)", lambda a, b: a + b, (2, 1, 4), (3, 1)),
+                # both stretched and prepended axes at once: count the axes after removing the prepended
+                binary_case("add (1, 4) + (1, 3, 4)", lambda a, b: a + b, (1, 4), (1, 3, 4)),
+                binary_case("mul (3, 1, 1) * (5, 3, 1, 4)", lambda a, b: a * b, (3, 1, 1), (5, 3, 1, 4))],
              _parity("tensor ops (broadcasting, reuse)", "linear")),
     Exercise(2, "matmul", "ex02_matmul.py", ("matmul_backward",), "Step 5", _plug_matmul,
              _cases("matmul", "linear") + [binary_case("matmul square", lambda a, b: a @ b, (3, 3), (3, 3))],
@@ -236,7 +251,7 @@ EXERCISES = [
              _parity("gelu exact"),
              note="the exact GELU: its forward computes y = x Phi(x) and saves your slope"),
     Exercise(6, "col2im", "ex06_col2im.py", ("col2im",), "Step 7", _plug_col2im,
-             _cases(*_IM2COL_CONVS),
+             _cases(*_IM2COL_CONVS) + [Case("conv2d stride=(1, 2) k=3", _uneven_stride_case)],
              _parity("conv2d k=3 padding=1", "conv2d k=3 stride=2", "conv2d patch k=2 stride=2",
                      "conv2d groups=2 padding=(1,2)"),
              note="conv2d's im2col path (depthwise convolutions take another path)"),

@@ -135,4 +135,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:            # `... | head` stopped reading: not an error of ours
+        sys.stdout = None
+        sys.exit(0)

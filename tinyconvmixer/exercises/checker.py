@@ -37,6 +37,7 @@ class Line:
     status: str = "PASS"      # PASS, FAIL, ERROR, SKIP
     note: str = ""
     directions: bool = False  # random mode: first_bad is the index of a random direction
+    factor: float = None      # yours = factor x the expected gradient, everywhere
 
 
 @dataclass
@@ -88,7 +89,8 @@ def _error_line(check, case, exc, path):
 
 def _report_lines(check, case, reports, directions=False):
     return [Line(check, case, r.name, r.max_abs, r.first_bad_index,
-                 "PASS" if r.passed else "FAIL", r.problem, directions) for r in reports]
+                 "PASS" if r.passed else "FAIL", r.problem, directions, getattr(r, "factor", None))
+            for r in reports]
 
 
 MODEL = next(c for c in CASES if c.name == "tiny convmixer stack")
@@ -164,7 +166,7 @@ def print_outcome(outcome, shown=8):
     failing = [line for line in outcome.lines if line.status in ("FAIL", "ERROR")]
     cases = {(line.check, line.case) for line in outcome.lines}
     bad = {(line.check, line.case) for line in failing}
-    print(f"{head}: {len(bad)} of {len(cases)} checks fail")
+    print(f"{head}: {len(bad)} of {len(cases)} checks fail, on {_count(len(failing), 'input')}")
     width = max(len(line.case) for line in failing[:shown])
     for line in failing[:shown]:
         if line.status == "ERROR":
@@ -175,6 +177,8 @@ def print_outcome(outcome, shown=8):
             detail = f"max error {_error(line.max_abs)} (8 random directions), first in direction {line.first_bad[0]}"
         else:
             detail = f"max error {_error(line.max_abs)}, first differs at {line.first_bad}"
+        if line.factor is not None:
+            detail += f"; yours is {line.factor:.4g} x the expected everywhere (a scale missing or extra?)"
         print(f"    {line.check:<9} {line.case:<{width}}  {line.part:<7} {detail}")
     if len(failing) > shown:
         print(f"    ... and {len(failing) - shown} more")

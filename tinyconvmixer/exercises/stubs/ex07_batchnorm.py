@@ -31,7 +31,9 @@ variance. Forgetting either is the classic bug: try
 
 Your function gets g and xhat of shape (N, C, H, W) or (N, C), with channels on
 axis 1; invstd (r, one per channel) and weight as (C,) arrays; weight is None
-when the layer has no scale (then w = 1). Every mean above is over all axes but 1.
+when the layer has no scale (then w = 1, and there is no weight or bias to train:
+what you return for dweight and dbias is ignored, None will do). Every mean above is
+over all axes but 1.
 
 Check: python -m tinyconvmixer.exercises check batchnorm
 
