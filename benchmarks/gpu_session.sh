@@ -33,6 +33,12 @@ DATA=${DATA:-.data/cifar10-jpeg.tar.gz}
 deadline=$(( $(date +%s) + ${SESSION_SECONDS:-520} ))
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(env gradcheck tests bench train)
+for stage in "${stages[@]}"; do          # a typo must not cost the stages before it
+    case "$stage" in
+      env|gradcheck|tests|bench|train) ;;
+      *) echo "unknown stage '$stage': expected env gradcheck tests bench train" >&2; exit 2 ;;
+    esac
+done
 simulated=${TINYCONVMIXER_SIMULATE_GPU:-0}
 [ "$simulated" = "0" ] && simulated=""
 
@@ -68,9 +74,11 @@ for stage in "${stages[@]}"; do
       env)
         {
             echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-            nvidia-smi 2>&1 || echo "(no nvidia-smi)"
-            $py - <<'EOF'
+            timeout 30 nvidia-smi 2>&1 || echo "(no nvidia-smi)"
+            timeout 60 $py - <<'EOF'
 import platform, numpy
+from tinyconvmixer import backend
+backend.gpu_available()             # first: under TINYCONVMIXER_SIMULATE_GPU this loads the stand-in
 print("python", platform.python_version(), "| numpy", numpy.__version__)
 for name in ("cupy", "torch", "scipy", "matplotlib", "pytest"):
     try:
@@ -112,9 +120,6 @@ EOF
         if [ -d "$OUT/run" ]; then
             tar -czf "$OUT/run.tar.gz" --exclude='*.npz' -C "$OUT" run && rm -rf "$OUT/run"   # no checkpoints
         fi ;;
-      *)
-        echo "unknown stage '$stage': expected env gradcheck tests bench train" >&2
-        exit 2 ;;
     esac
 done
 

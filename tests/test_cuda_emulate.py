@@ -208,3 +208,27 @@ def test_independent_kernel_covers_every_thread(rng):
     out = np.zeros(3 * 2 * 2 * (7 * 3 * 2), np.int64)
     mod.get_function("ids")((3, 2, 2), (7, 3, 2), (out,))
     np.testing.assert_array_equal(out, np.arange(1, out.size + 1))
+
+
+def test_the_road_setting_is_checked(mod, monkeypatch):
+    monkeypatch.setenv("TINYCONVMIXER_EMULATOR", "thread")          # a typo is an error, not fibers
+    with pytest.raises(ValueError, match="'fibers'.*'threads'"):
+        mod.get_function("reduce")(1, 256, (np.ones(256, np.float32), np.zeros(1, np.float32)))
+
+
+def test_a_thread_may_use_half_a_megabyte_of_local_memory():
+    """A GPU thread may hold 512 KiB of local memory; the fibers' stacks are large enough for it."""
+    mod = emulate.RawModule(code=r"""
+    extern "C" __global__ void big_local(double* out) {
+        __shared__ double total;
+        volatile double local[60000];                  // 480 KB in this thread's frame
+        for (int i = 0; i < 60000; ++i) local[i] = i;
+        if (threadIdx.x == 0) total = 0;
+        __syncthreads();
+        if (threadIdx.x == 1) total = local[59999];
+        __syncthreads();
+        out[threadIdx.x] = total;
+    }""")
+    out = np.zeros(4)
+    mod.get_function("big_local")(1, 4, (out,))
+    np.testing.assert_array_equal(out, 59999.0)

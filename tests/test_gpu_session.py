@@ -46,9 +46,9 @@ def test_a_stage_that_hangs_is_stopped_at_its_limit(tmp_path):
     assert proc.returncode == 1 and "gradcheck: STOPPED" in summary
 
 
-def test_an_unknown_stage_is_refused(tmp_path):
-    proc, _ = session(tmp_path, "everything")
-    assert proc.returncode == 2 and "unknown stage" in proc.stderr
+def test_an_unknown_stage_is_refused_before_any_stage_runs(tmp_path):
+    proc, summary = session(tmp_path, "gradcheck", "trian", PYTHON="true")
+    assert proc.returncode == 2 and "unknown stage 'trian'" in proc.stderr and "gradcheck" not in summary
 
 
 def test_at_most_eight_result_files(tmp_path):

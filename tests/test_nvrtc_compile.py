@@ -28,7 +28,7 @@ def test_every_kernel_configuration_compiles_for_sm90():
     rows, problems = nvrtc.check(configs, NVRTC)
     assert not problems, "\n".join(problems)
     # every kernel of every configuration was compiled and reported on
-    for name, dtype, defines in configs:
+    for name, dtype, defines, _ in configs:
         kernels = set(emulate._parse_kernels(launch.source(name, dtype, **defines)))
         reported = {r["kernel"] for r in rows if r["config"] == nvrtc.describe(name, dtype, defines)}
         assert reported == kernels, (name, dtype, defines)
@@ -66,3 +66,10 @@ def test_the_check_refuses_errors_spills_and_shared_memory(monkeypatch, kind, ex
     monkeypatch.setattr(launch, "source", lambda name, dtype, **defines: BROKEN[kind])
     rows, problems = nvrtc.check([("planted", np.dtype(np.float32), {})], NVRTC)
     assert problems and any(expected in p for p in problems), problems
+
+
+def test_the_check_refuses_a_block_too_large_for_the_registers(monkeypatch):
+    """A real kernel, launched with blocks of 1024 threads: its registers would not fit."""
+    name, dtype, defines, _ = next(c for c in launch.configurations() if c[0] == "depthwise" and c[2]["KH"] == 9)
+    rows, problems = nvrtc.check([(name, dtype, defines, 1024)], NVRTC)
+    assert any("registers x 1024 threads" in p for p in problems), problems

@@ -219,9 +219,9 @@ def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0", "--device", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].endswith("error: bad augmentation setting (--ra-n, --ra-m, "
-                                                         "--scale, --jitter, --reprob): scale must be in "
-                                                         "(0, 1], got 0.0")
+    assert proc.stderr.strip().splitlines() == [
+        "error: bad augmentation setting (--ra-n, --ra-m, --scale, --jitter, --reprob): scale must be in "
+        "(0, 1], got 0.0 (see python -m tinyconvmixer.train --help)"]
 
 
 def test_allowed_edge_values(tmp_path):

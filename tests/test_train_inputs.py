@@ -336,3 +336,14 @@ def test_resume_past_the_end_of_a_shortened_run_is_refused(straight, tmp_path, c
     assert resume(tmp_path / "mid.npz", "--epochs", "1", "--out", tmp_path / "out") == 2
     one_line_error(capsys, "is at epoch 2, batch 3, past --epochs 1; give --epochs 2 or more")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "-5"], ["--batch-size", "abc"], ["--epochs", "0"],
+                                  ["--lr-max", "-1"], ["--no-such-flag"]])
+def test_bad_settings_are_exactly_one_line(argv, capsys):
+    """Not argparse's usage block and then the message: one line, the problem named, exit code 2."""
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--help" in err[0], err

@@ -32,9 +32,9 @@ def _import_cupy():
     machine (tests/README.md says what it checks and what it cannot). The variable may
     also name a folder holding another stand-in package `cupy`; a `cupy` that is already
     imported is used as it is."""
-    simulate = os.environ.get("TINYCONVMIXER_SIMULATE_GPU", "")
-    if simulate not in ("", "0") and "cupy" not in sys.modules:
-        folder = simulate if os.path.isdir(simulate) else os.path.join(
+    simulate = _simulating()
+    if simulate and "cupy" not in sys.modules:
+        folder = simulate if simulate != "1" else os.path.join(
             os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "standin")
         if not os.path.isdir(os.path.join(folder, "cupy")):
             raise RuntimeError(f"TINYCONVMIXER_SIMULATE_GPU is set, but {folder} holds no CuPy stand-in "
@@ -42,6 +42,15 @@ def _import_cupy():
         sys.path.insert(0, folder)
     import cupy  # noqa: WPS433 (import inside a function on purpose)
     return cupy
+
+
+def _simulating():
+    """'' (no stand-in), '1' (the tests' stand-in) or a folder, from TINYCONVMIXER_SIMULATE_GPU."""
+    value = os.environ.get("TINYCONVMIXER_SIMULATE_GPU", "")
+    if value in ("", "0", "1") or os.path.isdir(value):
+        return "" if value == "0" else value
+    raise DeviceError(f"TINYCONVMIXER_SIMULATE_GPU must be 1 (the CuPy stand-in of tests/standin), 0, "
+                      f"or a folder holding a stand-in package 'cupy'; got {value!r}")
 
 
 def _load_cupy():
@@ -72,14 +81,18 @@ def check_device(device):
         raise DeviceError(
             "device 'gpu' was asked for but is not available "
             f"({_cupy_error}). On a machine with an NVIDIA GPU, install CuPy for its "
-            "CUDA version: `pip install -e '.[gpu]'` brings cupy-cuda13x (CUDA 13; "
-            "for CUDA 12: pip install cupy-cuda12x); or use --device cpu.")
+            "CUDA version: `pip install -e '.[gpu]'` brings cupy-cuda13x with CUDA 13's "
+            "libraries (for CUDA 12: pip install 'cupy-cuda12x[ctk]'); or use --device cpu.")
     return device
 
 
 def resolve_device(device):
-    """Map 'auto' to 'gpu' when a GPU is usable, else 'cpu'."""
+    """Map 'auto' to 'gpu' when a GPU is usable, else 'cpu' (but a stand-in that was asked for
+    and fails to load is an error, not a quiet fall-back to the CPU)."""
     if device == "auto":
+        if not gpu_available() and _simulating():
+            raise DeviceError(f"TINYCONVMIXER_SIMULATE_GPU is set, but the CuPy stand-in did not load "
+                              f"({_cupy_error})")
         return "gpu" if gpu_available() else "cpu"
     return check_device(device)
 

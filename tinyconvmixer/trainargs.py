@@ -10,6 +10,7 @@ any data is loaded, instead of a traceback minutes later.
 
 import argparse
 import math
+import sys
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import TrainTransform
@@ -27,8 +28,17 @@ POSITIVE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size"
             "train_subset", "test_subset")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad value is one line (`error: ...`, exit code 2) instead of the usage
+    block followed by the message: the line names the problem, --help lists the flags."""
+
+    def error(self, message):
+        print(f"error: {message} (see {COMMAND} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=COMMAND, description="Train ConvMixer on CIFAR-10. The defaults are the ConvMixer paper's "
         "CIFAR-10 recipe (ConvMixer-256/8, 25 epochs), meant for a GPU; --smoke runs a tiny version in a "
         "minute on a CPU.", epilog="Exit codes: 0 done, 1 the loss became NaN/inf, 2 bad input, 130 Ctrl-C, "

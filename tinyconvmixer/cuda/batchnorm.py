@@ -11,6 +11,7 @@ from .. import backend
 from . import launch
 
 RY = 8                    # rows per block of the channel_sums kernel (blockDim.y)
+THREADS = max(32 * RY, launch.grid_stride(1)[1][0])   # the largest block of any kernel of batchnorm.cu
 PARTIAL_ROWS = 128        # block rows of channel_sums: partial sums the caller adds up
 
 

@@ -20,6 +20,11 @@ def _channels_per_block(dtype):
     return 32 if dtype.itemsize == 4 else 16       # float: 32 x 8 = 256 threads; double: 128
 
 
+def threads(dtype):
+    """Threads of a block: CT channels x TILE output rows."""
+    return _channels_per_block(dtype) * TILE
+
+
 def defines(dtype, kh, kw):
     """The compile-time constants of depthwise.cu for this element type and kernel size."""
     return dict(KH=kh, KW=kw, TH=TILE, TW=TILE, CT=_channels_per_block(dtype))

@@ -53,7 +53,9 @@ import numpy as np
 
 MAX_THREADS_PER_BLOCK = 1024
 MAX_DYNAMIC_SHARED = 48 * 1024       # as on the GPU without an opt-in attribute
-CACHE_DIR = os.path.join(tempfile.gettempdir(), "tinyconvmixer-cuda-emu")
+# Compiled kernels are loaded from here by name: a folder of this user's alone (0700), never one
+# that another user could write a library into.
+CACHE_DIR = os.path.join(tempfile.gettempdir(), f"tinyconvmixer-cuda-emu-{os.getuid()}")
 CXX_FLAGS = ("-O1", "-std=c++20", "-shared", "-fPIC", "-pthread",
              "-fvisibility=hidden", "-fdiagnostics-color=never")
 
@@ -68,6 +70,7 @@ PRELUDE = r"""
 #include <condition_variable>
 #include <functional>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <ucontext.h>
 #include <cmath>
 #include <math.h>   /* libstdc++: float overloads (sqrt(float)...) in the global namespace, as in CUDA */
@@ -117,8 +120,12 @@ struct EmuFiber { ucontext_t context; uint3 index; bool done; };
 static ucontext_t emu_scheduler;                 /* where a fiber returns to at __syncthreads() */
 static EmuFiber* emu_current = nullptr;          /* the fiber running now (null off the fiber road) */
 static std::vector<EmuFiber> emu_fibers;
-static char* emu_fiber_stacks = nullptr;         /* never zero-filled: pages are taken only as used */
-constexpr std::size_t EMU_FIBER_STACK = 256 * 1024;
+/* Each fiber's stack: 1 MiB (a GPU thread may use 512 KiB of local memory), mapped lazily (pages are
+   taken only as used) with an inaccessible guard page below it, so an overflow stops the process at
+   once (a segmentation fault) instead of silently overwriting the next thread's stack. */
+constexpr std::size_t EMU_FIBER_STACK = 1024 * 1024, EMU_GUARD = 64 * 1024;
+static char* emu_fiber_stacks = nullptr;
+static std::size_t emu_fiber_mapped = 0;
 static std::function<void()> emu_fiber_body;      /* the kernel call of the current launch */
 static void emu_fiber_entry(int i) { emu_fiber_body(); emu_fibers[i].done = true; }   /* -> uc_link */
 
@@ -281,9 +288,15 @@ int emu_launch_fibers(void (*kernel)(A...), void** params,
     gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
     const unsigned n = bx * by * bz;
     if (emu_fibers.size() < n) {
+        if (emu_fiber_stacks) munmap(emu_fiber_stacks, emu_fiber_mapped);
+        emu_fiber_mapped = n * (EMU_GUARD + EMU_FIBER_STACK);
+        void* map = mmap(nullptr, emu_fiber_mapped, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED) { emu_fiber_stacks = nullptr; emu_fibers.clear(); return 3; }
+        emu_fiber_stacks = static_cast<char*>(map);
+        for (unsigned t = 0; t < n; ++t)            /* stacks grow down: the guard lies below each */
+            mprotect(emu_fiber_stacks + t * (EMU_GUARD + EMU_FIBER_STACK), EMU_GUARD, PROT_NONE);
         emu_fibers.resize(n);
-        delete[] emu_fiber_stacks;
-        emu_fiber_stacks = new char[n * EMU_FIBER_STACK];
     }
     emu_fiber_body = [&] { emu_call(kernel, params, std::index_sequence_for<A...>{}); };
     bool divergent = false;
@@ -297,7 +310,7 @@ int emu_launch_fibers(void (*kernel)(A...), void** params,
             f.index = {t % bx, t / bx % by, t / (bx * by)};
             f.done = false;
             getcontext(&f.context);
-            f.context.uc_stack.ss_sp = &emu_fiber_stacks[t * EMU_FIBER_STACK];
+            f.context.uc_stack.ss_sp = emu_fiber_stacks + t * (EMU_GUARD + EMU_FIBER_STACK) + EMU_GUARD;
             f.context.uc_stack.ss_size = EMU_FIBER_STACK;
             f.context.uc_link = &emu_scheduler;
             makecontext(&f.context, (void (*)())emu_fiber_entry, 1, int(t));
@@ -369,6 +382,15 @@ def available():
     return probe.returncode == 0
 
 
+def _own_cache_folder():
+    """Make CACHE_DIR (mode 0700) or check that it is this user's and no one else can write to it."""
+    os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+    info = os.stat(CACHE_DIR)
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise RuntimeError(f"the CUDA emulator's cache {CACHE_DIR} belongs to another user or others can "
+                           "write to it; remove it (compiled kernels are loaded from there)")
+
+
 def _defines(options):
     """The -D options of an NVRTC option list (others, like --use_fast_math, mean nothing here)."""
     return [o.replace("--define-macro=", "-D") for o in options if o.startswith(("-D", "--define-macro="))]
@@ -433,8 +455,8 @@ def _build(source, kernels, options):
     command = [_compiler(), *CXX_FLAGS, *_defines(options)]
     key = hashlib.sha256("\0".join(command + [text]).encode()).hexdigest()[:24]
     library = os.path.join(CACHE_DIR, key + ".so")
+    _own_cache_folder()
     if not os.path.exists(library):       # cached: the same text costs nothing the second time
-        os.makedirs(CACHE_DIR, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
             with open(os.path.join(tmp, "kernel.cpp"), "w") as f:
                 f.write(text)
@@ -492,7 +514,12 @@ class Kernel:
                             f"({', '.join(p[0] for p in self.params)}), got {_describe(args)}")
         values = [self._pack(param, arg) for param, arg in zip(self.params, args)]
         pointers = (ctypes.c_void_p * len(values))(*(v.ctypes.data for v in values))
-        status = self._launch(*grid, *block, pointers, os.environ.get("TINYCONVMIXER_EMULATOR") == "threads")
+        road = os.environ.get("TINYCONVMIXER_EMULATOR", "fibers") or "fibers"
+        if road not in ("fibers", "threads"):
+            raise ValueError(f"TINYCONVMIXER_EMULATOR must be 'fibers' (the default) or 'threads', got {road!r}")
+        status = self._launch(*grid, *block, pointers, road == "threads")
+        if status == 3:
+            raise MemoryError(f"kernel '{self.name}': the emulator could not map stacks for {block} threads")
         if status == 2:
             raise RuntimeError(f"kernel '{self.name}' reached __syncthreads() though the emulator found none in "
                                "its source and ran its threads without barriers: an emulator bug")

@@ -128,13 +128,16 @@ def grid_stride(n, threads=256, max_blocks=4096):
 
 
 def configurations():
-    """Every (file, dtype, defines) that the ops can ask module() for: the list that
-    `python -m tinyconvmixer.cuda.nvrtc` compiles for the GPU (tests/test_nvrtc_compile.py)."""
+    """Every (file, dtype, defines, threads a block) that the ops can ask module() for and launch:
+    the list that `python -m tinyconvmixer.cuda.nvrtc` compiles for the GPU
+    (tests/test_nvrtc_compile.py)."""
     import numpy as np
     from . import adamw, batchnorm, depthwise
     configs = []
     for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
-        configs += [("gelu", dtype, {}), ("batchnorm", dtype, batchnorm.defines()),
-                    ("adamw", dtype, adamw.defines())]
-        configs += [("depthwise", dtype, depthwise.defines(dtype, k, k)) for k in depthwise.KERNEL_SIZES]
+        configs += [("gelu", dtype, {}, grid_stride(1)[1][0]),
+                    ("batchnorm", dtype, batchnorm.defines(), batchnorm.THREADS),
+                    ("adamw", dtype, adamw.defines(), adamw.THREADS)]
+        configs += [("depthwise", dtype, depthwise.defines(dtype, k, k), depthwise.threads(dtype))
+                    for k in depthwise.KERNEL_SIZES]
     return configs

@@ -15,7 +15,8 @@ thread uses, the bytes spilled to local memory and the static shared memory.
 `check()` turns that report into rows and into problems: a compile error, any spill
 or any other use of local memory (a stack frame: an array indexed in a way the compiler
 could not unroll), both far slower than registers; static shared memory over 48 KiB (the
-most a block may have without opting in) or over 255 registers a thread.
+most a block may have without opting in), over 255 registers a thread, or more
+registers a block (registers x the block's threads) than a multiprocessor has.
 """
 
 import ctypes
@@ -31,6 +32,7 @@ CUPY_OPTIONS = ("--std=c++17", "-ftz=true", "-arch=sm_90", "--device-as-default-
 REPORT_OPTIONS = ("-Xptxas=-v",)
 SHARED_LIMIT = 48 * 1024
 REGISTER_LIMIT = 255
+REGISTER_FILE = 64 * 1024         # registers of one multiprocessor: a block must fit in them
 
 _PTXAS_FUNCTION = re.compile(r"Compiling entry function '(\w+)'")
 _PTXAS_SPILLS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -42,11 +44,15 @@ class NVRTCUnavailable(RuntimeError):
 
 
 def library_path():
-    """Where the nvidia-cuda-nvrtc wheel (or $TINYCONVMIXER_NVRTC) put libnvrtc.so.13."""
+    """libnvrtc.so.13: $TINYCONVMIXER_NVRTC, else the nvidia-cuda-nvrtc wheel's, else a CUDA 13
+    toolkit's ($CUDA_PATH, /usr/local/cuda)."""
     if os.environ.get("TINYCONVMIXER_NVRTC"):
         return os.environ["TINYCONVMIXER_NVRTC"]
-    for folder in sys.path:
-        found = sorted(glob.glob(os.path.join(folder, "nvidia", "cu13", "lib", "libnvrtc.so.13*")))
+    folders = [os.path.join(p, "nvidia", "cu13", "lib") for p in sys.path]
+    folders += [os.path.join(root, lib) for root in (os.environ.get("CUDA_PATH", ""), "/usr/local/cuda")
+                if root for lib in ("lib64", "lib")]
+    for folder in folders:
+        found = sorted(glob.glob(os.path.join(folder, "libnvrtc.so.13*")))
         if found:
             return found[0]
     raise NVRTCUnavailable("no libnvrtc.so.13 found: `pip install 'nvidia-cuda-nvrtc>=13,<14'` "
@@ -123,14 +129,15 @@ def check(configurations=None, nvrtc=None, workers=2):
     configurations = launch.configurations() if configurations is None else configurations
 
     def one(config):
-        name, dtype, defines = config
+        name, dtype, defines = config[:3]
         return config, nvrtc.compile(launch.source(name, dtype, **defines),
                                      CUPY_OPTIONS + REPORT_OPTIONS, name + ".cu")
 
     rows, problems = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:      # NVRTC programs compile independently
         results = list(pool.map(one, configurations))
-    for (name, dtype, defines), (ok, log, cubin) in results:
+    for config, (ok, log, cubin) in results:
+        (name, dtype, defines), threads = config[:3], (config[3] if len(config) > 3 else 0)
         where = describe(name, dtype, defines)
         if not ok:        # (the assembler's report may still say why: read on)
             problems.append(f"{where}: NVRTC compile error:\n{log.strip()}")
@@ -147,6 +154,9 @@ def check(configurations=None, nvrtc=None, workers=2):
                                 f"(over {SHARED_LIMIT})")
             if usage["registers"] > REGISTER_LIMIT:
                 problems.append(f"{where} {kernel}: {usage['registers']} registers a thread")
+            if usage["registers"] * threads > REGISTER_FILE:
+                problems.append(f"{where} {kernel}: {usage['registers']} registers x {threads} threads a "
+                                f"block is more than a multiprocessor's {REGISTER_FILE}: the launch would fail")
     return rows, problems
 
 

@@ -119,8 +119,9 @@ def iter_archive(path, wanted, progress=None):
                 if progress is not None:
                     progress(raw.tell(), total)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        detail = " ".join(str(exc).split())        # tarfile's message may span lines: keep one
         raise DataError(f"{path}: cannot read this as a tar archive: it is corrupt, truncated or not "
-                        f"a .tar.gz at all ({type(exc).__name__}: {exc}). If it was downloaded, "
+                        f"a .tar.gz at all ({type(exc).__name__}: {detail}). If it was downloaded, "
                         "delete it and download it again.") from exc
 
 

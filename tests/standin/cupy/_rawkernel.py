@@ -1,8 +1,9 @@
 """The stand-in's RawModule and RawKernel: CUDA C run by tinyconvmixer's CPU emulator.
 
-The source is compiled by tinyconvmixer/cuda/emulate.py (g++), which runs every CUDA
-thread of a block as a host thread and checks each argument against the C type the
-kernel declares. Before that, the arguments are converted exactly as CuPy converts
+The source is compiled by tinyconvmixer/cuda/emulate.py (g++), which runs the CUDA
+threads of a block on the CPU (as coroutines that take turns at __syncthreads(), or on
+a few host threads for kernels without barriers) and checks each argument against the
+C type the kernel declares. Before that, the arguments are converted exactly as CuPy converts
 them (cupy/cuda/function.pyx, `_pointer`):
 
     device array         -> a pointer to its data (here: the NumPy buffer behind it)
