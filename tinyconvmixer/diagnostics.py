@@ -268,13 +268,14 @@ def summary(rows, stat, at=None):
 
 
 # ----- filters before and after ----------------------------------------------------------------------
-def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64):
+def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64, title=None):
     """The patch-embedding filters and a few depthwise layers' kernels of two models, one row each.
 
     `before` is the model as initialised (rebuild it from the run's seed), `after`
     the trained one. Each patch filter is scaled to [0, 1] on its own and each
     kernel divided by its largest magnitude (red positive, blue negative), as in
-    filters.png; side by side, the pictures show what training changed.
+    filters.png, and the figure says so; side by side, the pictures show what
+    training changed. title: the run's settings (plots.run_title).
     """
     import numpy as np
     from matplotlib.figure import Figure
@@ -283,8 +284,11 @@ def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64)
 
     convs = depthwise_convs(after)
     picks = sorted({round(i * (len(convs) - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if convs else []
-    fig = Figure(figsize=(3.0 * (1 + len(picks)), 6.2), layout="constrained")
+    fig = Figure(figsize=(3.0 * (1 + len(picks)) + 0.8, 7.0 if title else 6.7), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=9)
     axes = np.atleast_2d(fig.subplots(2, 1 + len(picks)))
+    image = None
     for row, (model, when) in enumerate(((before, "before training"), (after, "after training"))):
         patch = backend.to_numpy(model[0].weight.data).astype(np.float64)      # (dim, 3, p, p)
         lo = patch.min(axis=(1, 2, 3), keepdims=True)
@@ -297,9 +301,15 @@ def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64)
             name = convs[i][0]
             k = backend.to_numpy(modules[name].weight.data)[:max_kernels, 0].astype(np.float64)
             k = k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12)
-            ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            image = ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
             ax.set_title(f"{when}: depthwise {i + 1}/{len(convs)}", fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    axes[-1, 0].set_xlabel("input channels as R, G, B;\neach filter scaled to its own min..max", fontsize=8)
+    for ax in axes[-1, 1:]:
+        ax.set_xlabel(f"first {max_kernels} kernels;\neach divided by its largest |weight|", fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[:, 1:].ravel()), shrink=0.6, ticks=[-1, 0, 1])
+        bar.set_label("weight / largest |weight| of its kernel", fontsize=8)
     save_figure(fig, path)

@@ -354,7 +354,7 @@ def run_figures(run_dir):
     nn.init.manual_seed(args["seed"])                  # the model as the run initialised it
     initial = nn.ConvMixer(**config)
     path = os.path.join(HERE, "run_filters.png")
-    plot_filters_before_after(initial, model, path)
+    plot_filters_before_after(initial, model, path, title=title)
     print("wrote", os.path.relpath(path))
     csv_path = os.path.join(run_dir, "diagnostics.csv")
     if os.path.exists(csv_path):
