@@ -280,10 +280,10 @@ def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64,
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .plots import depthwise_convs, mosaic, save_figure
+    from .plots import depthwise_convs, kernel_tiles, patch_tiles, picked_layers, save_figure
 
     convs = depthwise_convs(after)
-    picks = sorted({round(i * (len(convs) - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if convs else []
+    picks = picked_layers(len(convs), max_layers)
     fig = Figure(figsize=(3.0 * (1 + len(picks)) + 0.8, 7.0 if title else 6.7), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -291,17 +291,13 @@ def plot_filters_before_after(before, after, path, max_layers=4, max_kernels=64,
     image = None
     for row, (model, when) in enumerate(((before, "before training"), (after, "after training"))):
         patch = backend.to_numpy(model[0].weight.data).astype(np.float64)      # (dim, 3, p, p)
-        lo = patch.min(axis=(1, 2, 3), keepdims=True)
-        hi = patch.max(axis=(1, 2, 3), keepdims=True)
-        rgb = ((patch - lo) / np.maximum(hi - lo, 1e-12)).transpose(0, 2, 3, 1)
-        axes[row, 0].imshow(np.nan_to_num(mosaic(rgb), nan=1.0), interpolation="nearest")
+        axes[row, 0].imshow(patch_tiles(patch), interpolation="nearest")
         axes[row, 0].set_title(f"{when}: patch embedding", fontsize=9)
         modules = dict(model.named_modules())
         for ax, i in zip(axes[row, 1:], picks):
             name = convs[i][0]
             k = backend.to_numpy(modules[name].weight.data)[:max_kernels, 0].astype(np.float64)
-            k = k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12)
-            image = ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            image = ax.imshow(kernel_tiles(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
             ax.set_title(f"{when}: depthwise {i + 1}/{len(convs)}", fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])

@@ -78,6 +78,24 @@ def depthwise_convs(model):
             if type(m).__name__ == "Conv2d" and m.groups > 1 and m.groups == m.in_channels == m.out_channels]
 
 
+def picked_layers(n_layers, max_layers):
+    """Up to max_layers indices spread evenly over n_layers (first and last included)."""
+    return sorted({round(i * (n_layers - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if n_layers else []
+
+
+def patch_tiles(patch):
+    """(dim, 3, p, p) patch filters as one RGB mosaic, each filter scaled to its own min..max."""
+    lo = patch.min(axis=(1, 2, 3), keepdims=True)
+    hi = patch.max(axis=(1, 2, 3), keepdims=True)
+    rgb = ((patch - lo) / np.maximum(hi - lo, 1e-12)).transpose(0, 2, 3, 1)   # (dim, p, p, 3)
+    return np.nan_to_num(mosaic(rgb), nan=1.0)
+
+
+def kernel_tiles(k):
+    """(n, kh, kw) kernels as one mosaic, each divided by its largest magnitude (to -1..1)."""
+    return mosaic(k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12))
+
+
 def plot_filters(model, path, max_layers=4, max_kernels=64, title=None):
     """The patch-embedding filters as RGB tiles and depthwise kernels of a few layers.
 
@@ -89,25 +107,20 @@ def plot_filters(model, path, max_layers=4, max_kernels=64, title=None):
     says so under each panel. title: the run's settings (see run_title).
     """
     patch = backend.to_numpy(model[0].weight.data).astype(np.float64)     # (dim, 3, p, p)
-    lo = patch.min(axis=(1, 2, 3), keepdims=True)
-    hi = patch.max(axis=(1, 2, 3), keepdims=True)
-    rgb = ((patch - lo) / np.maximum(hi - lo, 1e-12)).transpose(0, 2, 3, 1)   # (dim, p, p, 3)
-
     convs = depthwise_convs(model)
-    picks = sorted({round(i * (len(convs) - 1) / max(max_layers - 1, 1)) for i in range(max_layers)}) if convs else []
+    picks = picked_layers(len(convs), max_layers)
     fig = Figure(figsize=(3.6 * (1 + len(picks)) + 0.8, 4.9 if title else 4.5), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
     axes = np.atleast_1d(fig.subplots(1, 1 + len(picks)))
-    axes[0].imshow(np.nan_to_num(mosaic(rgb), nan=1.0), interpolation="nearest")
+    axes[0].imshow(patch_tiles(patch), interpolation="nearest")
     axes[0].set_title(f"patch embedding {tuple(patch.shape[1:])}")
     axes[0].set_xlabel("input channels as R, G, B;\neach filter scaled to its own min..max", fontsize=8)
     image = None
     for ax, i in zip(axes[1:], picks):
         name, conv = convs[i]
         k = backend.to_numpy(conv.weight.data)[:max_kernels, 0].astype(np.float64)   # (n, kh, kw)
-        k = k / np.maximum(np.abs(k).max(axis=(1, 2), keepdims=True), 1e-12)
-        image = ax.imshow(mosaic(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        image = ax.imshow(kernel_tiles(k), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"depthwise layer {i + 1}/{len(convs)}")
         ax.set_xlabel(f"first {len(k)} of {conv.weight.shape[0]} kernels;\neach divided by its largest |weight|",
                       fontsize=8)
