@@ -161,38 +161,35 @@ def _channel_scale(fn, ndim):
     return scale if fn.weight is None else scale * fn.weight.reshape(cs)
 
 
-def _bn_no_stats_path():
+def _bn_training_backward(edit):
+    """BatchNorm's training backward with one of its results replaced by edit(self, g, dx, dweight,
+    dbias) -> (dx, dweight, dbias); both paths (plain and rows) compute the originals."""
     original = normalization.BatchNorm.backward
 
     def backward(self, g):
-        dx, dweight, dbias = original(self, g)
-        if self.training:
-            dx = g * _channel_scale(self, g.ndim)     # BUG: mean and var treated as constants
-        return dx, dweight, dbias
+        grads = original(self, g)
+        return edit(self, g, *grads) if self.training else grads
     return [(normalization.BatchNorm, "backward", backward)]
+
+
+def _bn_no_stats_path():
+    return _bn_training_backward(lambda self, g, dx, dw, db: (
+        g * _channel_scale(self, g.ndim),                       # BUG: mean and var treated as constants
+        dw, db))
 
 
 def _bn_no_var_path():
-    original = normalization.BatchNorm.backward
-
-    def backward(self, g):
-        dx, dweight, dbias = original(self, g)
-        if self.training:
-            axes = (0,) + tuple(range(2, g.ndim))
-            dx = (g - g.mean(axis=axes, keepdims=True)) * _channel_scale(self, g.ndim)  # BUG: no - xhat * mean(g xhat)
-        return dx, dweight, dbias
-    return [(normalization.BatchNorm, "backward", backward)]
+    def edit(self, g, dx, dw, db):
+        axes = (0,) + tuple(range(2, g.ndim))
+        dx = (g - g.mean(axis=axes, keepdims=True)) * _channel_scale(self, g.ndim)   # BUG: no - xhat * mean(g xhat)
+        return dx, dw, db
+    return _bn_training_backward(edit)
 
 
 def _bn_weight_grad_centred():
-    original = normalization.BatchNorm.backward
-
-    def backward(self, g):
-        dx, dweight, dbias = original(self, g)
-        if self.training:
-            dweight = dweight / self.invstd.reshape(-1)   # BUG: sum(g (x - mean)), not sum(g xhat)
-        return dx, dweight, dbias
-    return [(normalization.BatchNorm, "backward", backward)]
+    return _bn_training_backward(lambda self, g, dx, dw, db: (
+        dx, dw / self.invstd.reshape(-1),                     # BUG: sum(g (x - mean)), not sum(g xhat)
+        db))
 
 
 def _bn_running_var_biased():

@@ -172,17 +172,23 @@ def _paragraph(label, text):
     return textwrap.fill(text, 100, initial_indent=label, subsequent_indent=" " * len(label))
 
 
-def inject(bug, kinds, xp, op, mode, seed):
-    print(f"planted: {bug.name} ({bug.op}), in memory only")
-    print(_paragraph("  bug:   ", bug.summary))
-    print(_paragraph("  where: ", bug.where))
+def _run_and_show(bug, kinds, xp, op, mode, seed, expected=None):
+    """Run the kinds of check with the bug planted; print the failing rows and the summary."""
     by_kind = run_planted(bug, kinds, xp, op, mode, seed)
     failing = [r for rows in by_kind.values() for r in rows if r.failed]
     print()
     if failing:
         print_table(failing, with_kind=True)
         print()
-    print_summary(by_kind, expected=bug.caught_by)
+    print_summary(by_kind, expected=expected)
+    return by_kind, failing
+
+
+def inject(bug, kinds, xp, op, mode, seed):
+    print(f"planted: {bug.name} ({bug.op}), in memory only")
+    print(_paragraph("  bug:   ", bug.summary))
+    print(_paragraph("  where: ", bug.where))
+    by_kind, _ = _run_and_show(bug, kinds, xp, op, mode, seed, expected=bug.caught_by)
     missed = [k for k in KINDS if k not in bug.caught_by]
     print(f"\nthe catalogue: caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}")
     skipped = [f"{k} ({rows[0].note if rows else 'no check of this kind matches --op'})"
@@ -199,13 +205,7 @@ def inject(bug, kinds, xp, op, mode, seed):
 def mystery(seed, kinds, xp, op, mode, check_seed):
     bug = bugs.mystery(seed)
     print(f"mystery bug {seed} planted, in memory only. Which op is broken, and how?")
-    by_kind = run_planted(bug, kinds, xp, op, mode, check_seed)
-    failing = [r for rows in by_kind.values() for r in rows if r.failed]
-    print()
-    if failing:
-        print_table(failing, with_kind=True)
-        print()
-    print_summary(by_kind)
+    _, failing = _run_and_show(bug, kinds, xp, op, mode, check_seed)
     print(f"\n`python -m tinyconvmixer.gradcheck --reveal {seed}` names the bug.")
     return 1 if failing else 0
 
