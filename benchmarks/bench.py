@@ -18,11 +18,13 @@ device's measured peaks (a large matrix product, a large copy). Results go to
 a JSON file. Without torch installed, only tinyconvmixer is timed.
 """
 
-import tinyconvmixer  # noqa: F401  first: sets OpenBLAS's thread timeout before NumPy loads it
+import os
+
+# Before NumPy loads OpenBLAS (fast/cpu/tuning.py says why): for both sides, as every setting here.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "8")
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -33,9 +35,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # for torch_convmixer
 
+import tinyconvmixer.fast                                           # noqa: E402,F401  (the fast variants)
 import tinyconvmixer.functional as F                                # noqa: E402
-from tinyconvmixer import Tensor, backend, nn, optim                # noqa: E402
-from tinyconvmixer.cuda import launch                               # noqa: E402
+from tinyconvmixer import Tensor, nn, optim                         # noqa: E402
+from tinyconvmixer.engine import backend                            # noqa: E402
+from tinyconvmixer.fast.cpu import tuning                           # noqa: E402
+from tinyconvmixer.fast.cuda import launch                          # noqa: E402
 
 try:
     import torch
@@ -311,9 +316,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
-    # The CPU settings of backend.py's "CPU tuning" apply to the whole process, PyTorch included.
-    tuning = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-              "keep_freed_memory": backend.keep_freed_memory() if args.device == "cpu" else None}
+    # The CPU settings of fast/cpu/tuning.py apply to the whole process, PyTorch included.
+    settings = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+                "keep_freed_memory": tuning.keep_freed_memory() if args.device == "cpu" else None}
 
     rng = np.random.default_rng(0)
     rows = []
@@ -331,7 +336,7 @@ def main(argv=None):
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "numpy": np.__version__,
-               "torch": torch.__version__ if torch is not None else None, "cpu_tuning": tuning}
+               "torch": torch.__version__ if torch is not None else None, "cpu_tuning": settings}
     if args.device == "gpu":
         cp = backend.xp_for("gpu")
         machine["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()

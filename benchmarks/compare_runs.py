@@ -58,7 +58,7 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tinyconvmixer.runlog import METRIC_FIELDS, read_metrics, write_json  # noqa: E402
+from tinyconvmixer.train.files.runlog import METRIC_FIELDS, read_metrics, write_json  # noqa: E402
 
 # Settings that must agree for the two runs to differ only in the engine.
 RECIPE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "lr_max", "wd", "clip_norm",

@@ -6,23 +6,26 @@ ConvMixer-256/8 (k=5, p=2), AdamW, RandAugment(2, 12) on random uint8 images:
 what `python -m tinyconvmixer.train` does per step with its defaults. Prints,
 per step, the seconds of augmentation and of forward + backward + update, the
 images per second and the process's peak resident memory (ru_maxrss). The
-figures behind the CPU warning of the training command (tinyconvmixer/cpu_estimate.py)
+figures behind the CPU warning of the training command (tinyconvmixer/train/cpu_estimate.py)
 come from this script.
 """
 
 import argparse
+import os
 import platform
 import resource
 import time
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "8")   # before NumPy loads OpenBLAS (fast/cpu/tuning.py)
 
-import tinyconvmixer  # noqa: F401  (imported before NumPy is used: CPU tuning, see backend.py)
-from tinyconvmixer import backend, nn
-from tinyconvmixer import functional as F
-from tinyconvmixer.data import TrainTransform
-from tinyconvmixer.optim import AdamW
-from tinyconvmixer.tensor import Tensor
+import numpy as np  # noqa: E402
+
+import tinyconvmixer.fast  # noqa: E402,F401  (the faster variants, as the training command uses them)
+from tinyconvmixer import Tensor, nn  # noqa: E402
+from tinyconvmixer import functional as F  # noqa: E402
+from tinyconvmixer.data import TrainTransform  # noqa: E402
+from tinyconvmixer.fast.cpu import threads, tuning  # noqa: E402
+from tinyconvmixer.optim import AdamW  # noqa: E402
 
 
 def main(argv=None):
@@ -30,7 +33,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=512, help="images per step (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3, help="steps to time (default: %(default)s)")
     args = p.parse_args(argv)
-    backend.keep_freed_memory()
+    tuning.keep_freed_memory()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.batch_size, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=args.batch_size)
@@ -39,7 +42,7 @@ def main(argv=None):
     optimizer = AdamW(model.parameters(), lr=0.01, weight_decay=0.005)
     augment = TrainTransform(ra_n=2, ra_m=12)
     model.train()
-    print(f"{platform.processor() or platform.machine()}, {backend.cpu_threads()} threads, "
+    print(f"{platform.processor() or platform.machine()}, {threads.cpu_threads()} threads, "
           f"batch {args.batch_size}, {time.strftime('%Y-%m-%d')}")
     for step in range(args.steps):
         t0 = time.perf_counter()

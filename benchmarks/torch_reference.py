@@ -22,7 +22,7 @@ so that, run with the same flags, the engine is the only difference:
   torch_convmixer.load_from_tinyconvmixer;
 * the step: cross-entropy, AdamW, lr = triangular_lr(epoch + (i + 1) / batches)
   from tinyconvmixer.optim, optional gradient clipping; evaluation in eval mode;
-* the outputs: metrics.csv (the same columns, via tinyconvmixer.runlog),
+* the outputs: metrics.csv (the same columns, via tinyconvmixer.train.files.runlog),
   args.json and summary.json in --out.
 
 `first_batch_loss(argv)` gives the loss of the first training batch before
@@ -83,13 +83,14 @@ import torch                                                         # noqa: E40
 import torch.nn.functional as TF                                     # noqa: E402
 
 import tinyconvmixer                                                 # noqa: E402
-from tinyconvmixer import backend, nn                                # noqa: E402
-from tinyconvmixer import train as tiny_train                        # noqa: E402
-from tinyconvmixer.atomic import atomic_write                        # noqa: E402
+from tinyconvmixer import nn                                        # noqa: E402
+from tinyconvmixer.engine import backend                             # noqa: E402
+from tinyconvmixer.train import args as tiny_args, run as tiny_run   # noqa: E402
+from tinyconvmixer.util.atomic import atomic_write                   # noqa: E402
 from tinyconvmixer.data import (CIFAR10_MEAN, CIFAR10_STD, DataError, TestTransform,  # noqa: E402
                                 get_batch, iterate_batches, load_cifar10)
 from tinyconvmixer.optim import triangular_lr                        # noqa: E402
-from tinyconvmixer.runlog import ProgressBar, epoch_line, make_row, write_json, write_metrics  # noqa: E402
+from tinyconvmixer.train.files.runlog import ProgressBar, epoch_line, make_row, write_json, write_metrics  # noqa: E402
 from torch_convmixer import load_from_tinyconvmixer, torch_convmixer  # noqa: E402
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cifar10-jpeg.tar.gz"))
@@ -111,7 +112,7 @@ class NonFiniteLoss(RuntimeError):
 # ----- command line -------------------------------------------------------------------------
 def build_parser():
     """The options of tinyconvmixer.train that make sense here, with its defaults, and a few more."""
-    ours = vars(tiny_train.build_parser().parse_args([]))   # train.py's defaults: the same recipe
+    ours = vars(tiny_args.build_parser().parse_args([]))   # train.py's defaults: the same recipe
     p = argparse.ArgumentParser(prog="python benchmarks/torch_reference.py",
                                 description="Train the PyTorch ConvMixer on tinyconvmixer's data pipeline "
                                             "(the reference run beside python -m tinyconvmixer.train).")
@@ -167,7 +168,7 @@ def parse_args(argv=None):
         saved = {k: v for k, v in checkpoint["args"].items() if k not in NOT_RESUMED}
         parser.set_defaults(**saved)
         args = parser.parse_args(argv)
-    tiny_train.check_args(parser, args)             # the same checks as train.py, the same messages
+    tiny_args.check_args(parser, args)             # the same checks as train.py, the same messages
     if args.workers < 0:
         parser.error(f"--workers must be at least 0, got {args.workers}")
     return args, checkpoint
@@ -222,7 +223,7 @@ class TinyBatches:
     def __init__(self, images, labels, args, device, augment_device):
         self.images, self.labels, self.args = images, labels, args
         self.device, self.augment_device = device, augment_device
-        self.transform = tiny_train.train_transform(args)
+        self.transform = tiny_args.train_transform(args)
 
     def __call__(self, epoch):
         """Yield (batch index, x float32 (N, 3, 32, 32), y int64 (N,)) as torch tensors on the device."""
@@ -333,8 +334,8 @@ class Run:
             raise UsageError(f"the default data {DEFAULT_DATA} (../shared/data/cifar10-jpeg.tar.gz beside the "
                              "repository) is not there: give --data PATH, the same as the tinyconvmixer run's")
         data = load_cifar10(args.data, download=not args.no_download)
-        tr = tiny_train.class_balanced_subset(data.train_y, args.train_subset)
-        te = tiny_train.class_balanced_subset(data.test_y, args.test_subset)
+        tr = tiny_run.class_balanced_subset(data.train_y, args.train_subset)
+        te = tiny_run.class_balanced_subset(data.test_y, args.test_subset)
         self.train, self.test = (data.train_x[tr], data.train_y[tr]), (data.test_x[te], data.test_y[te])
         self.data_source, self.n_classes = data.source, len(data.classes)
         self.n_batches = math.ceil(len(tr) / args.batch_size)
@@ -363,7 +364,7 @@ class Run:
         if checkpoint is not None:
             self.restore(checkpoint)
         self.out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
-                                else tiny_train.new_run_folder(prefix="torch-"))
+                                else tiny_run.new_run_folder(prefix="torch-"))
 
     def path(self, name):
         return os.path.join(self.out, name)

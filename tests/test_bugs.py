@@ -8,10 +8,10 @@ catalogue then takes seconds instead of minutes. One thread: the shapes are tiny
 import numpy as np
 import pytest
 
-from tinyconvmixer import bugs, checksuite, ops, parity
-from tinyconvmixer.functional import conv, normalization
-from tinyconvmixer.gradcheck import main
-from tinyconvmixer.plant import planted
+from tinyconvmixer.engine import dispatch, ops
+from tinyconvmixer.functional import im2col, normalization
+from tinyconvmixer.gradcheck import bugs, main, parity
+from tinyconvmixer.gradcheck import suite as checksuite
 
 HAVE_TORCH = parity.load_torch() is not None
 ALL = tuple(checksuite.KINDS)
@@ -22,28 +22,26 @@ def one_thread(monkeypatch):
     monkeypatch.setenv("TINYCONVMIXER_THREADS", "1")
 
 
-def test_planted_swaps_and_restores_even_on_error():
-    original = conv.col2im
+def test_stand_in_swaps_and_restores_even_on_error():
+    def fake(cols, padded_shape, stride):
+        return "fake"
     with pytest.raises(RuntimeError, match="inside"):
-        with planted((conv, "col2im", len)):
-            assert conv.col2im is len
+        with dispatch.stand_in((im2col.col2im, fake)):
+            assert im2col.col2im(None, None, None) == "fake"
             raise RuntimeError("inside")
-    assert conv.col2im is original
-    with pytest.raises(AttributeError, match="no 'col2imm'"):
-        with planted((conv, "col2im", len), (conv, "col2imm", len)):
+    assert dispatch.standing_in(im2col.col2im) is None
+    with pytest.raises(TypeError, match="neither a Function class nor marked @replaceable"):
+        with dispatch.stand_in((im2col.col2im, fake), (im2col.pad2d, fake)):   # pad2d: not replaceable
             pass
-    assert conv.col2im is original                       # the first swap was undone too
-    with pytest.raises(AttributeError, match="of its own"):   # inherited, not BatchNorm's own
-        with planted((normalization.BatchNorm, "apply", len)):
-            pass
+    assert dispatch.standing_in(im2col.col2im) is None      # the first stand-in was undone too
 
 
 def test_every_bug_restores_the_engine():
-    before = {(owner, name): vars(owner)[name] for bug in bugs.BUGS for owner, name, _ in bug.swaps()}
+    references = [ref for bug in bugs.BUGS for ref, _ in bug.swaps()]
     for bug in bugs.BUGS:
         with bug.plant():
-            pass
-    assert before == {(owner, name): vars(owner)[name] for owner, name in before}
+            assert all(dispatch.standing_in(ref) is not None for ref, _ in bug.swaps())
+    assert all(dispatch.standing_in(ref) is None for ref in references)
 
 
 def test_catalogue_covers_the_lessons():
@@ -118,7 +116,7 @@ def test_command_inject_mystery_and_errors(capsys):
     assert main(["--mystery", str(seed), "--mode", "random", "--kind", "op"]) == 1
     out = capsys.readouterr().out
     assert "cross_entropy" in out and "ce-no-softmax" not in out and "softmax term" not in out
-    assert ops.unbroadcast.__module__ == "tinyconvmixer.ops"   # nothing left planted
+    assert dispatch.standing_in(ops.unbroadcast) is None     # nothing left planted
 
 
 def test_inject_reports_a_wrong_expectation(capsys, monkeypatch):
@@ -159,26 +157,31 @@ def test_long_check_names_keep_the_columns_aligned(capsys):
     assert lines[0].index("result") == lines[1].rindex("PASS")
 
 
-def test_bugs_reach_the_gpu_kernel_paths(monkeypatch, rng):
+def test_a_planted_bug_takes_the_place_of_the_gpu_kernels(monkeypatch, rng):
     """On a GPU, BatchNorm runs cuda/batchnorm.cu and AdamW cuda/adamw.cu. The emulator runs those
-    kernels on the CPU: the planted bugs must reach these paths too (and the checks see them)."""
-    from tinyconvmixer import Tensor, optim
+    kernels on the CPU: while a bug is planted, the kernels step aside and the bug runs instead
+    (and the checks see it)."""
+    import cuda_emulator as emulate
+    from tinyconvmixer import Tensor
     from tinyconvmixer import functional as F
-    from tinyconvmixer.cuda import batchnorm as cuda_bn, emulate, launch
+    from tinyconvmixer import optim
+    from tinyconvmixer.fast.cuda import adamw as cuda_adamw, batchnorm as cuda_bn
     from tinyconvmixer.gradcheck import gradcheck
     if not emulate.available():
         pytest.skip("no C++20 compiler for the CUDA emulator")
     fused = []
-    step = optim.cuda_adamw.adamw_step
-    monkeypatch.setattr(optim.cuda_adamw, "adamw_step", lambda entries: (fused.append(1), step(entries))[1])
-    with launch.emulated():
+    step = cuda_adamw.adamw_step
+    monkeypatch.setattr(cuda_adamw, "adamw_step", lambda entries: (fused.append(1), step(entries))[1])
+    with emulate.emulated():
         x = Tensor(rng.standard_normal((6, 3)), requires_grad=True)
         w = rng.standard_normal(3)
-        assert normalization._rows_impl(x.data, w, None) is cuda_bn
+        assert dispatch.pick(normalization.BatchNorm, x.data, w, training=True) is cuda_bn.BatchNormKernels
         fn = lambda x: F.batch_norm(x, None, None, w, None, training=True)   # noqa: E731
         assert gradcheck(fn, [x], mode="random", n_directions=2).passed
         with bugs.BY_NAME["bn-no-var-path"].plant():
+            assert dispatch.pick(normalization.BatchNorm, x.data, w, training=True) is not cuda_bn.BatchNormKernels
             assert not gradcheck(fn, [x], mode="random", n_directions=2).passed
         assert parity.adamw_decay(np, None)[0].passed and len(fused) == 5
         with bugs.BY_NAME["adamw-l2"].plant():
-            assert not parity.adamw_decay(np, None)[0].passed and len(fused) == 10
+            assert not parity.adamw_decay(np, None)[0].passed and len(fused) == 5
+    assert dispatch.standing_in(optim.adamw_updates) is None

@@ -9,8 +9,8 @@ import pytest
 
 from tinyconvmixer import Tensor, nn
 from tinyconvmixer import functional as F
-from tinyconvmixer.atomic import atomic_write, temp_path
-from tinyconvmixer.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
+from tinyconvmixer.util.atomic import atomic_write, temp_path
+from tinyconvmixer.train.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
 from tinyconvmixer.optim import AdamW
 
 

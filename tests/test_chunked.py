@@ -1,12 +1,13 @@
-"""chunked_map (the CPU's cache-blocked elementwise path) against plain NumPy expressions."""
+"""chunked_map (the CPU's cache-blocked elementwise work) and GELU's chunked variant
+(fast/cpu/gelu.py) against plain NumPy expressions."""
 
 import numpy as np
 import pytest
 
-from tinyconvmixer import backend
-from tinyconvmixer.functional.activation import GELU
-from tinyconvmixer.functional.chunked import chunked_map
-from tinyconvmixer.functional.normal_cdf import normal_cdf
+from tinyconvmixer.engine import backend
+from tinyconvmixer.fast.cpu.chunked import chunked_map
+from tinyconvmixer.fast.cpu.gelu import GELUChunked
+from tinyconvmixer.functional.activation import normal_cdf
 
 
 def axpy(out, a, b):
@@ -32,7 +33,7 @@ def test_matches_numpy_for_any_layouts(name_a, name_b, rng):
 
 
 def test_many_chunks_and_a_ragged_end(rng, monkeypatch):
-    import tinyconvmixer.functional.chunked as chunked
+    import tinyconvmixer.fast.cpu.chunked as chunked
     monkeypatch.setattr(chunked, "CHUNK", 1000)
     a, b = rng.standard_normal(123_457).astype(np.float32), rng.standard_normal(123_457).astype(np.float32)
     np.testing.assert_array_equal(chunked_map(axpy, a, b), 2.0 * a + b)
@@ -52,9 +53,8 @@ def test_several_outputs(rng):
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("layout", ["C order", "channels-last"])
 def test_gelu_output_and_slope_match_the_plain_formulas(rng, approximate, layout):
-    x = 3 * layouts(rng, (4, 8, 6, 6))[layout]                # float32: the CPU's fast path
-    f = GELU()
-    f.approximate = approximate
+    x = 3 * layouts(rng, (4, 8, 6, 6))[layout]                # float32: the CPU's fast erf
+    f = GELUChunked(approximate=approximate)
     y = f.forward(x)
     x64 = x.astype(np.float64)
     if approximate == "none":
@@ -79,7 +79,7 @@ def test_gelu_under_no_grad_gives_the_same_values(rng, dtype, approximate):
     import tinyconvmixer.functional as F
     from tinyconvmixer import Tensor, no_grad
     x = (3 * rng.standard_normal((3, 70_000))).astype(dtype)
-    import tinyconvmixer.functional.activation as activation
+    import tinyconvmixer.fast.cpu.gelu as activation
     with_slope = F.gelu(Tensor(x, requires_grad=True), approximate=approximate)
     name = "_tanh_gelu" if approximate == "tanh" else "_exact_gelu"
     real = getattr(activation, name)

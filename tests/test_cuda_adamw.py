@@ -9,8 +9,10 @@ import contextlib
 import numpy as np
 import pytest
 
-from tinyconvmixer import backend, nn
-from tinyconvmixer.cuda import adamw as cuda_adamw, emulate, launch
+from tinyconvmixer.engine import backend
+from tinyconvmixer import nn
+import cuda_emulator as emulate
+from tinyconvmixer.fast.cuda import adamw as cuda_adamw, launch
 from tinyconvmixer.optim import AdamW
 
 CHUNK = cuda_adamw.CHUNK
@@ -28,7 +30,7 @@ def fused_context(where):
         return backend.xp_for("gpu"), contextlib.nullcontext()
     if not emulate.available():
         pytest.skip("no C++20 compiler (g++ 11+) for the CUDA emulator")
-    return np, launch.emulated()
+    return np, emulate.emulated()
 
 
 def strided(xp, a):
@@ -112,7 +114,7 @@ def test_mixed_dtypes_take_the_reference_path(monkeypatch):
     params = [nn.Parameter(np.ones(3, np.float32)), nn.Parameter(np.ones(3, np.float64))]
     for p in params:
         p.grad = np.ones(3, p.dtype)
-    with launch.emulated():
+    with emulate.emulated():
         AdamW(params, lr=0.1, weight_decay=0.0).step()
     for p in params:
         np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from tinyconvmixer.cuda import emulate
+import cuda_emulator as emulate
 
 pytestmark = pytest.mark.skipif(not emulate.available(),
                                 reason="no C++20 compiler (g++ 11+) for the CUDA emulator")

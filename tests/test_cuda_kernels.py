@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor, backend
-from tinyconvmixer.cuda import emulate, launch
+from tinyconvmixer import Tensor
+from tinyconvmixer.engine import backend
+import cuda_emulator as emulate
+from tinyconvmixer.fast.cuda import launch
 from tinyconvmixer.gradcheck import gradcheck
 
 
@@ -33,7 +35,7 @@ def where(request, monkeypatch):
     else:
         if not emulate.available():
             pytest.skip("the CUDA emulator needs g++ with C++20")
-        with launch.emulated():
+        with emulate.emulated():
             yield np, compiled
 
 

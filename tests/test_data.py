@@ -12,6 +12,7 @@ import struct
 import tarfile
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -557,7 +558,7 @@ def test_bundled_sample(data_dir):
 def test_sample_regenerates_identically(tmp_path):
     """make_sample is deterministic: run on the sample itself (already the first N per class) it
     reproduces it byte for byte."""
-    from tinyconvmixer.data.make_sample import make_sample
+    make_sample = load_tool("make_sample").make_sample
 
     sample = dataset_module.SAMPLE_PATH
     rebuilt = tmp_path / "again.tar.gz"
@@ -569,7 +570,7 @@ def test_sample_regenerates_identically(tmp_path):
 
 
 def test_failed_sample_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
-    from tinyconvmixer.data.make_sample import make_sample
+    make_sample = load_tool("make_sample").make_sample
 
     dest = tmp_path / "sample.tar.gz"
     dest.write_bytes(b"the previous sample")
@@ -622,3 +623,13 @@ def test_no_warnings_on_a_clean_load(tmp_path, cifar):
         warnings.simplefilter("error")
         load_cifar10(folder)
         load_cifar10(folder)
+
+
+def load_tool(name):
+    """A script of the repository's tools/ folder, as a module (tools/ is not a package)."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

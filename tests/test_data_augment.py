@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from scipy import ndimage
 
-from tinyconvmixer.backend import to_device, to_numpy
+from tinyconvmixer.engine.backend import to_device, to_numpy
 from tinyconvmixer.data import (CIFAR10_MEAN, CIFAR10_STD, TestTransform, TrainTransform, get_batch,
                                 iterate_batches, load_cifar10, normalize, num_batches)
 from tinyconvmixer.data.augment import color_jitter, random_erasing, random_resized_crop

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor, backend, diagnostics, nn
+from tinyconvmixer import Tensor, nn
+from tinyconvmixer.engine import backend
+from tinyconvmixer.train.report import diagnostics
 from tinyconvmixer.optim import AdamW
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tinyconvmixer import parity
+from tinyconvmixer.gradcheck import parity
 from tinyconvmixer.exercises import EXERCISES, find
 from tinyconvmixer.exercises.__main__ import main
 from tinyconvmixer.exercises.checker import SOLUTIONS, STUBS

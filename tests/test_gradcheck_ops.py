@@ -6,7 +6,7 @@ import pytest
 import tinyconvmixer.functional as F
 from tinyconvmixer import Tensor
 from tinyconvmixer.gradcheck import gradcheck
-from tinyconvmixer.gradcheck_cases import CASES
+from tinyconvmixer.gradcheck.cases import CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

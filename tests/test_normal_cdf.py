@@ -6,7 +6,7 @@ from scipy.special import ndtr
 
 import tinyconvmixer.functional as F
 from tinyconvmixer import Tensor
-from tinyconvmixer.functional.normal_cdf import normal_cdf, normal_cdf_fast
+from tinyconvmixer.fast.cpu.normal_cdf import normal_cdf, normal_cdf_fast
 
 
 @pytest.mark.parametrize("scale", [0.5, 3.0, 12.0])

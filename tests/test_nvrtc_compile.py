@@ -9,7 +9,8 @@ brings it. These tests skip, saying why, where it cannot be loaded.
 import numpy as np
 import pytest
 
-from tinyconvmixer.cuda import emulate, launch, nvrtc
+import cuda_emulator as emulate
+from tinyconvmixer.fast.cuda import launch, nvrtc
 
 try:
     NVRTC = nvrtc.NVRTC()
@@ -24,7 +25,7 @@ def test_nvrtc_is_cuda_13():
 
 
 def test_every_kernel_configuration_compiles_for_sm90():
-    configs = launch.configurations()
+    configs = nvrtc.configurations()
     rows, problems = nvrtc.check(configs, NVRTC)
     assert not problems, "\n".join(problems)
     # every kernel of every configuration was compiled and reported on
@@ -70,6 +71,6 @@ def test_the_check_refuses_errors_spills_and_shared_memory(monkeypatch, kind, ex
 
 def test_the_check_refuses_a_block_too_large_for_the_registers(monkeypatch):
     """A real kernel, launched with blocks of 1024 threads: its registers would not fit."""
-    name, dtype, defines, _ = next(c for c in launch.configurations() if c[0] == "depthwise" and c[2]["KH"] == 9)
+    name, dtype, defines, _ = next(c for c in nvrtc.configurations() if c[0] == "depthwise" and c[2]["KH"] == 9)
     rows, problems = nvrtc.check([(name, dtype, defines, 1024)], NVRTC)
     assert any("registers x 1024 threads" in p for p in problems), problems

@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tinyconvmixer import Tensor, backend, nn
+from tinyconvmixer import Tensor, nn
+from tinyconvmixer.engine import backend
 from tinyconvmixer.optim import AdamW, clip_grad_norm_, triangular_lr
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]

@@ -1,7 +1,7 @@
-"""BatchNorm's rows path on the CPU (functional/rowwise.py) against the plain path.
+"""BatchNorm's rows variant on the CPU (fast/cpu/rowwise.py) against the reference.
 
-A channels-last batch (or an (N, C) C-order one) takes the rows path; the same
-values in C order (or Fortran order for (N, C)) take the plain path, so the two
+A channels-last batch (or an (N, C) C-order one) takes the rows variant; the same
+values in C order (or Fortran order for (N, C)) take the reference, so the two
 are compared on identical numbers.
 """
 
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor, backend
-from tinyconvmixer.functional import rowwise
+from tinyconvmixer import Tensor
+from tinyconvmixer.engine import backend
+from tinyconvmixer.engine import dispatch
+from tinyconvmixer.fast.cpu import rowwise
 from tinyconvmixer.functional.normalization import BatchNorm
 from tinyconvmixer.gradcheck import gradcheck
 
@@ -44,13 +46,13 @@ def test_rows_path_matches_the_plain_path(dtype, shape, training, affine, rng, m
     g = rng.standard_normal(shape).astype(dtype)
     seen = []
     real = rowwise.mean_var if training else rowwise.normalize
-    monkeypatch.setattr(rowwise, real.__name__, lambda *a: seen.append(1) or real(*a))
+    monkeypatch.setattr(rowwise.BatchNormCPU.impl, real.__name__, lambda *a: seen.append(1) or real(*a))
     x_rows, x_plain = rows_and_plain_layouts(x)
     rows = run_bn(x_rows, w, b, training, g)
     assert seen, "the channels-last batch did not take the rows path"
     seen.clear()
     plain = run_bn(x_plain, w, b, training, g)
-    assert not seen, "the C-order batch did not take the plain path"
+    assert not seen, "the C-order batch did not take the reference"
     rtol, atol = (1e-5, 1e-5) if dtype == np.float32 else (1e-12, 1e-12)
     for a, r in zip(rows, plain):
         np.testing.assert_allclose(a, r, rtol=rtol, atol=atol)
@@ -62,7 +64,7 @@ def test_rows_path_gradcheck(rng):
     x = rng.standard_normal((2, 4, 3, 5))
     x = Tensor(backend.channels_last(x), requires_grad=True)
     w, b = Tensor(rng.standard_normal(4), requires_grad=True), Tensor(rng.standard_normal(4), requires_grad=True)
-    assert rowwise.is_rows(x.data)
+    assert rowwise.is_rows(x.data) and dispatch.pick(BatchNorm, x.data) is rowwise.BatchNormCPU
     result = gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [x, w, b])
     assert result.passed, result.inputs
 
@@ -76,10 +78,9 @@ def test_variance_of_a_large_offset_in_float32(rng):
 
 def test_batchnorm_function_keeps_no_xhat_on_the_rows_path(rng):
     x = np.ascontiguousarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32).transpose(0, 2, 3, 1))
-    f = BatchNorm()
-    f.training, f.running_mean, f.running_var, f.momentum, f.eps = True, None, None, 0.1, 1e-5
+    f = rowwise.BatchNormCPU(training=True, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)
     f.forward(x.transpose(0, 3, 1, 2))
-    assert f.impl is rowwise and np.shares_memory(f.x2, x)   # saves the input itself, no copy
+    assert np.shares_memory(f.x2, x) and not hasattr(f, "xhat")   # saves the input itself, no copy
 
 
 def test_output_of_a_large_offset_keeps_its_digits(rng):
@@ -109,4 +110,5 @@ def test_gradients_of_a_large_offset_keep_their_digits(rng):
 def test_rows_path_only_for_matching_dtypes(rng):
     x = rows_and_plain_layouts(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))[0]
     y = F.batch_norm(Tensor(x), None, None, Tensor(np.ones(3)), None, training=True)   # float64 weight
-    assert y.dtype == np.float64                     # promoted, as on the plain path
+    assert dispatch.pick(BatchNorm, x, np.ones(3), training=True) is BatchNorm
+    assert y.dtype == np.float64                     # promoted, as on the reference

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import tinyconvmixer.functional as F
-from tinyconvmixer import Tensor, backend, ops
+from tinyconvmixer import Tensor
+from tinyconvmixer.engine import backend, ops
 from tinyconvmixer.gradcheck import gradcheck
 
 cp = backend.xp_for("gpu") if backend.gpu_available() else None
@@ -224,7 +225,7 @@ def test_planted_bug_in_a_forward_pass(monkeypatch):
     backend.erf. On CuPy, scipy.special.erf(device) is a NumPy ufunc call that CuPy cannot
     dispatch (cupy has no `erf`; it lives in cupyx.scipy.special): a TypeError there too."""
     import scipy.special
-    from tinyconvmixer.cuda import launch
+    from tinyconvmixer.fast.cuda import launch
     from tinyconvmixer.functional import activation
     monkeypatch.setattr(activation, "normal_cdf_into",
                         lambda out, x: out.__setitem__(Ellipsis, 0.5 * (1 + scipy.special.erf(x * 0.7071))))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tinyconvmixer import Tensor, backend, no_grad
+from tinyconvmixer import Tensor, no_grad
+from tinyconvmixer.engine import backend
 
 
 def test_gradients_accumulate_across_uses(xp):

@@ -88,7 +88,7 @@ def test_pool_linear_log_softmax_cross_entropy(device, rng):
     check(lambda z: F.log_softmax(z, axis=1), lambda z: TF.log_softmax(z, dim=1),
           [10 * rng.standard_normal((6, 7))], device, rng)
     target = rng.integers(0, 7, size=6)
-    from tinyconvmixer import backend
+    from tinyconvmixer.engine import backend
     check(lambda z: F.cross_entropy(z, backend.to_device(target, device)),
           lambda z: TF.cross_entropy(z, torch.tensor(target)), [50 * rng.standard_normal((6, 7))], device, rng)
 

@@ -23,8 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import compare_runs                                     # noqa: E402
 import torch_reference as ref                           # noqa: E402
 from tinyconvmixer import Tensor, train                 # noqa: E402
+from tinyconvmixer.train import args as train_args, loop, run as run_module  # noqa: E402
 from tinyconvmixer.data import get_batch, iterate_batches, load_cifar10  # noqa: E402
-from tinyconvmixer.runlog import METRIC_FIELDS, read_metrics  # noqa: E402
+from tinyconvmixer.train.files.runlog import METRIC_FIELDS, read_metrics  # noqa: E402
 
 TINY = ["--hdim", "16", "--depth", "1", "--epochs", "2", "--train-subset", "128", "--test-subset", "64",
         "--batch-size", "64", "--data", "sample", "--device", "cpu"]
@@ -48,7 +49,7 @@ def header(path):
 
 def test_defaults_are_train_py_defaults():
     """Run with no flags, both scripts train the same recipe; only the engine differs."""
-    ours, _ = train.parse_args([])
+    ours, _ = train_args.parse_args([])
     theirs, _ = ref.parse_args([])
     shared = set(vars(ours)) & set(vars(theirs)) - {"data", "out", "resume", "device"}
     assert {"hdim", "epochs", "lr_max", "wd", "clip_norm", "ra_n", "ra_m", "scale", "seed"} <= shared
@@ -62,12 +63,12 @@ def test_first_batch_loss_equals_tinyconvmixer(augment, device, tmp_path):
     if device == "gpu" and not torch.cuda.is_available():
         pytest.skip("CuPy sees a GPU but this torch has no CUDA")
     argv = TINY + augment + ["--device", device]
-    args, _ = train.parse_args(argv + ["--out", str(tmp_path)])
-    run = train.Run(args, None)                         # train.py's own data, subset, weights, transform
+    args, _ = train_args.parse_args(argv + ["--out", str(tmp_path)])
+    run = run_module.Run(args, None)                    # the command's own data, subset, weights, transform
     idx = next(iterate_batches(len(run.train[1]), args.batch_size, np.random.default_rng([args.seed, 0])))
     x, y = get_batch(*run.train, idx, run.device)
     x = Tensor(run.augment(x, np.random.default_rng([args.seed, 0, 0])))
-    ours = float(train.forward_backward(run.model, x, y)[0])    # a 0-d array on the device
+    ours = float(loop.forward_backward(run.model, x, y)[0])    # a 0-d array on the device
     theirs = ref.first_batch_loss(argv)
     assert abs(ours - theirs) < 1e-5, (ours, theirs)
 
@@ -141,7 +142,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_default_run_folder_comes_from_train_py(monkeypatch):
     prefixes = []
-    monkeypatch.setattr(train, "new_run_folder", lambda root="runs", prefix="": prefixes.append(prefix) or "x")
+    monkeypatch.setattr(ref.tiny_run, "new_run_folder", lambda root="runs", prefix="": prefixes.append(prefix) or "x")
     args, _ = ref.parse_args(TINY)
     assert ref.Run(args).out == "x" and prefixes == ["torch-"]
 
@@ -256,7 +257,7 @@ STUB_TRANSFORMS = types.SimpleNamespace(
 
 def test_torchvision_batches_are_seeded_per_batch(monkeypatch, tmp_path):
     """The plumbing of --torchvision-transforms, with stand-in transforms (torchvision may be missing):
-    batches come in train.py's order and do not depend on the number of workers."""
+    batches come in the training command's order and do not depend on the number of workers."""
     monkeypatch.setattr(ref, "import_torchvision_transforms",
                         lambda: (types.SimpleNamespace(__version__="stub"), STUB_TRANSFORMS))
     data = load_cifar10("sample")

@@ -8,12 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from tinyconvmixer import backend, is_grad_enabled, nn, train
+from tinyconvmixer.engine import backend
+from tinyconvmixer import is_grad_enabled, nn, train
+from tinyconvmixer.train import args as train_args, run as run_module
 from tinyconvmixer import functional as F
-from tinyconvmixer.checkpoint import load_checkpoint
+from tinyconvmixer.train.checkpoint import load_checkpoint
 from tinyconvmixer.optim import triangular_lr
-from tinyconvmixer.plots import plot_curves, plot_filters
-from tinyconvmixer.runlog import read_metrics, write_json, write_metrics
+from tinyconvmixer.train.report.plots import plot_curves, plot_filters
+from tinyconvmixer.train.files.runlog import read_metrics, write_json, write_metrics
 
 from trainkit import BATCHES, TINY, resume, rewrite_checkpoint, run, straight_run, without_plots  # noqa: F401
 
@@ -85,7 +87,7 @@ def test_console_output(tmp_path, capsys, monkeypatch):
 
 def test_progress_bar_redraws_in_place_on_a_terminal():
     import io
-    from tinyconvmixer.runlog import ProgressBar
+    from tinyconvmixer.train.files.runlog import ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -102,7 +104,7 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
 
 def test_progress_bar_eta_is_measured_from_the_batches_done_here(monkeypatch):
     import io
-    from tinyconvmixer import runlog
+    from tinyconvmixer.train.files import runlog
 
     clock = iter([0.0, 10.0])
     monkeypatch.setattr(runlog.time, "perf_counter", lambda: next(clock))
@@ -174,18 +176,18 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 
 
 def test_layered_defaults(straight):
-    args, _ = train.parse_args([])
+    args, _ = train_args.parse_args([])
     assert (args.hdim, args.depth, args.kernel_size, args.patch_size, args.epochs, args.batch_size) == \
         (256, 8, 5, 2, 25, 512)
     assert (args.lr_max, args.wd, args.ra_n, args.ra_m, args.scale, args.jitter, args.reprob) == \
         (0.05, 0.005, 2, 12, 1.0, 0.0, 0.0)
     assert args.clip_norm is None and args.device == "auto" and args.seed == 0
-    smoke, _ = train.parse_args(["--smoke", "--epochs", "3"])
-    assert smoke.data == "sample" and smoke.hdim == train.SMOKE["hdim"] and smoke.epochs == 3
-    resumed, ckpt = train.parse_args(["--resume", str(straight / "last.npz"), "--epochs", "4"])
+    smoke, _ = train_args.parse_args(["--smoke", "--epochs", "3"])
+    assert smoke.data == "sample" and smoke.hdim == train_args.SMOKE["hdim"] and smoke.epochs == 3
+    resumed, ckpt = train_args.parse_args(["--resume", str(straight / "last.npz"), "--epochs", "4"])
     assert resumed.hdim == 8 and resumed.train_subset == 240 and resumed.epochs == 4 and ckpt is not None
     with pytest.raises(SystemExit):
-        train.parse_args(["--batch-size", "0"])
+        train_args.parse_args(["--batch-size", "0"])
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -225,33 +227,33 @@ def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
 
 
 def test_allowed_edge_values(tmp_path):
-    args, _ = train.parse_args(["--lr-max", "0", "--wd", "0", "--clip-norm", "0.5", "--kernel-size", "1",
+    args, _ = train_args.parse_args(["--lr-max", "0", "--wd", "0", "--clip-norm", "0.5", "--kernel-size", "1",
                                 "--patch-size", "32", "--scale", "1", "--ra-n", "0", "--reprob", "1"])
     assert (args.lr_max, args.wd, args.clip_norm, args.kernel_size, args.patch_size) == (0, 0, 0.5, 1, 32)
 
 
 def test_new_run_folder_prefix_and_uniqueness(tmp_path):
-    first = train.new_run_folder(str(tmp_path), prefix="torch-")
+    first = run_module.new_run_folder(str(tmp_path), prefix="torch-")
     assert os.path.basename(first).startswith("torch-") and not os.path.exists(first)
     os.makedirs(first)
-    second = train.new_run_folder(str(tmp_path), prefix="torch-")
+    second = run_module.new_run_folder(str(tmp_path), prefix="torch-")
     assert second != first and not os.path.exists(second)
 
 
 def test_class_balanced_subset():
     labels = np.repeat(np.arange(10), 50)
-    idx = train.class_balanced_subset(labels, 95)
+    idx = run_module.class_balanced_subset(labels, 95)
     counts = np.bincount(labels[idx], minlength=10)
     assert len(idx) == 95 and len(set(idx)) == 95 and counts.min() == 9 and counts.max() == 10
-    np.testing.assert_array_equal(idx, train.class_balanced_subset(labels, 95))
-    assert len(train.class_balanced_subset(labels, None)) == 500
+    np.testing.assert_array_equal(idx, run_module.class_balanced_subset(labels, 95))
+    assert len(run_module.class_balanced_subset(labels, None)) == 500
 
 
 def test_plots_carry_the_runs_settings_and_say_what_the_colours_mean(straight, monkeypatch):
-    from tinyconvmixer import plots
+    from tinyconvmixer.train.report import plots
     figures = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
-    args, _ = train.parse_args(TINY + ["--jitter", "0.2"])
+    args, _ = train_args.parse_args(TINY + ["--jitter", "0.2"])
     title = plots.run_title(args, "cpu", 240, 100)
     assert title == ("ConvMixer-8/1 k=3 p=4 | 240 train / 100 test images | 2 epochs, batch 40, AdamW lr_max "
                      "0.05 wd 0.005 | RandAugment(1, 6), jitter 0.2 | seed 0, cpu")

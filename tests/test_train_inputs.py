@@ -12,10 +12,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from tinyconvmixer import atomic, train
-from tinyconvmixer.checkpoint import load_checkpoint
-from tinyconvmixer.runfolder import RunFolder
-from tinyconvmixer.runlog import read_metrics
+from tinyconvmixer.util import atomic
+from tinyconvmixer import train
+from tinyconvmixer.train import args as train_args, loop
+from tinyconvmixer.train import cli as main_module
+from tinyconvmixer.train.checkpoint import load_checkpoint
+from tinyconvmixer.train.files.runfolder import RunFolder
+from tinyconvmixer.train.files.runlog import read_metrics
 
 from trainkit import TINY, resume, rewrite_checkpoint, run, same_checkpoint, straight_run, without_plots
 
@@ -197,7 +200,7 @@ def test_a_non_finite_checkpoint_is_never_resumed_nor_written(straight, tmp_path
     assert resume(tmp_path / "neg.npz", "--out", tmp_path / "out") == 2
     one_line_error(capsys, "optim/0/exp_avg_sq holds negative values")
     from tinyconvmixer import nn
-    from tinyconvmixer.checkpoint import NonFiniteCheckpoint, save_checkpoint
+    from tinyconvmixer.train.checkpoint import NonFiniteCheckpoint, save_checkpoint
     from tinyconvmixer.optim import AdamW
     model = nn.ConvMixer(8, 1, kernel_size=3, patch_size=4)
     model[0].weight.data[0, 0, 0, 0] = np.inf
@@ -241,17 +244,17 @@ def test_resume_prints_where_it_continues_and_what_changed(straight, tmp_path, c
 
 def test_resume_mid_epoch_says_which_batch(straight, tmp_path, capsys, monkeypatch):
     calls = {"n": 0}
-    real = train.forward_backward
+    real = loop.forward_backward
 
     def stop_at_3(*args):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
         return real(*args)
-    monkeypatch.setattr(train, "forward_backward", stop_at_3)
+    monkeypatch.setattr(loop, "forward_backward", stop_at_3)
     assert run("--out", tmp_path) == 130
     assert "interrupted (Ctrl-C) at epoch 1, batch 3/6" in capsys.readouterr().err
-    monkeypatch.setattr(train, "forward_backward", real)
+    monkeypatch.setattr(loop, "forward_backward", real)
     assert resume(tmp_path / "last.npz") == 0
     assert "resuming at epoch 1, batch 3/6" in capsys.readouterr().out
 
@@ -283,14 +286,14 @@ def test_the_nan_guard_stops_within_a_few_steps(tmp_path, monkeypatch, capsys):
     assert train.main(TINY + ["--batch-size", "8", "--out", str(tmp_path)]) == 1     # 30 batches an epoch
     err = capsys.readouterr().err
     assert "the training loss became nan at epoch 1, batch 3" in err
-    assert 3 < steps["n"] <= train.CHECK_EVERY                      # stopped at the first read after it
+    assert 3 < steps["n"] <= loop.CHECK_EVERY                      # stopped at the first read after it
     assert "no checkpoint had been written yet" in err and not (tmp_path / "last.npz").exists()
 
 
 def test_default_recipe_on_a_cpu_warns_before_it_starts(tmp_path, monkeypatch, capsys):
     def stop(run):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "fit", stop)
+    monkeypatch.setattr(main_module, "fit", stop)
     assert train.main(["--data", "sample", "--device", "cpu", "--out", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "warning: on the CPU this run is expected to take about" in err and "--smoke" in err
@@ -300,8 +303,8 @@ def test_default_recipe_on_a_cpu_warns_before_it_starts(tmp_path, monkeypatch, c
 
 
 def test_cpu_estimate_of_the_default_recipe():
-    from tinyconvmixer import cpu_estimate
-    args, _ = train.parse_args(["--device", "cpu"])
+    from tinyconvmixer.train import cpu_estimate
+    args, _ = train_args.parse_args(["--device", "cpu"])
     seconds, memory = cpu_estimate.estimate(args, 50000, 10000)
     assert 30 < seconds / 3600 < 45 and 11 < memory < 14             # the measured anchor: 10 img/s, 12 GB
 
@@ -309,7 +312,7 @@ def test_cpu_estimate_of_the_default_recipe():
 # ------------------------------------------------------------------------ --help
 
 def test_help_describes_every_flag_with_its_default(capsys):
-    parser = train.build_parser()
+    parser = train_args.build_parser()
     for action in parser._actions:
         if action.dest == "help":
             continue
@@ -343,7 +346,7 @@ def test_resume_past_the_end_of_a_shortened_run_is_refused(straight, tmp_path, c
 def test_bad_settings_are_exactly_one_line(argv, capsys):
     """Not argparse's usage block and then the message: one line, the problem named, exit code 2."""
     with pytest.raises(SystemExit) as stop:
-        train.parse_args(argv)
+        train_args.parse_args(argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--help" in err[0], err

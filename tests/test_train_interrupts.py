@@ -23,15 +23,18 @@ import time
 import numpy as np
 import pytest
 
-from tinyconvmixer import nn, train
-from tinyconvmixer.checkpoint import load_checkpoint
+import tinyconvmixer
+from tinyconvmixer import Tensor, nn, train
 from tinyconvmixer.data import TrainTransform
 from tinyconvmixer.optim import AdamW
-from tinyconvmixer.tensor import Tensor
+from tinyconvmixer.train import loop
+from tinyconvmixer.train import cli as main_module
+from tinyconvmixer.train import run as run_module
+from tinyconvmixer.train.checkpoint import load_checkpoint
 
 from trainkit import BATCHES, TINY, resume, run, same_run, straight_run, without_plots
 
-PACKAGE = os.path.dirname(os.path.abspath(train.__file__))
+PACKAGE = os.path.dirname(os.path.abspath(tinyconvmixer.__file__))
 # phase -> the functions that make it (only counted inside fit(): start-up is not a phase)
 PHASES = ("forward", "backward", "step", "augment", "checkpoint", "files", "eval", "loop")
 
@@ -57,15 +60,16 @@ class Tracer:
         self.phase, self.target, self.counts, self.fired = None, None, {}, []
         self.lines, self.occurrences = 0, {}         # lines of the phase entered last; lines per occurrence
         wrap = self._wrap
-        monkeypatch.setattr(train, "fit", wrap("loop", train.fit, top=True))
+        monkeypatch.setattr(main_module, "fit", wrap("loop", loop.fit, top=True))
         monkeypatch.setattr(nn.Module, "__call__", wrap("forward", nn.Module.__call__))
         monkeypatch.setattr(Tensor, "backward", wrap("backward", Tensor.backward))
         monkeypatch.setattr(AdamW, "step", wrap("step", AdamW.step))
         monkeypatch.setattr(TrainTransform, "__call__", wrap("augment", TrainTransform.__call__))
-        monkeypatch.setattr(train, "evaluate", wrap("eval", train.evaluate))
-        monkeypatch.setattr(train, "save_checkpoint", wrap("checkpoint", train.save_checkpoint))
-        for name in ("write_metrics", "write_json"):
-            monkeypatch.setattr(train, name, wrap("files", getattr(train, name)))
+        monkeypatch.setattr(loop, "evaluate", wrap("eval", loop.evaluate))
+        monkeypatch.setattr(run_module, "save_checkpoint", wrap("checkpoint", run_module.save_checkpoint))
+        for module in (run_module, main_module):
+            for name in ("write_metrics", "write_json"):
+                monkeypatch.setattr(module, name, wrap("files", getattr(module, name)))
         without_plots(monkeypatch)                       # pictures only, and slow: left out here
 
     def _wrap(self, phase, fn, top=False):
@@ -168,7 +172,7 @@ def test_ctrl_c_between_forward_and_step_does_not_count_the_batch_twice(straight
     """The case that broke: BatchNorm's running statistics and num_batches_tracked change in the forward
     pass, so a checkpoint taken there held the unfinished batch and resume replayed it."""
     calls = {"n": 0}
-    real = train.forward_backward
+    real = loop.forward_backward
 
     def interrupted_after_forward(model, x, y):
         out = real(model, x, y)
@@ -177,9 +181,9 @@ def test_ctrl_c_between_forward_and_step_does_not_count_the_batch_twice(straight
             os.kill(os.getpid(), signal.SIGINT)
         return out
     without_plots(monkeypatch)
-    monkeypatch.setattr(train, "forward_backward", interrupted_after_forward)
+    monkeypatch.setattr(loop, "forward_backward", interrupted_after_forward)
     assert run("--out", tmp_path) == 130
-    monkeypatch.setattr(train, "forward_backward", real)
+    monkeypatch.setattr(loop, "forward_backward", real)
     ckpt = load_checkpoint(str(tmp_path / "last.npz"))
     assert (ckpt["meta"]["progress"]["epoch"], ckpt["meta"]["progress"]["step"]) == (1, 2)
     tracked = [v for k, v in ckpt["model"].items() if k.endswith("num_batches_tracked")]
@@ -251,7 +255,7 @@ def test_sigkill_leaves_the_last_checkpoint_whole_and_its_temporary_files_are_cl
 
 
 def test_deferred_holds_signals_back_until_the_outermost_block_ends():
-    from tinyconvmixer import interrupts
+    from tinyconvmixer.train.files import interrupts
     reached = []
     with interrupts.handled():
         with pytest.raises(interrupts.Interrupted) as caught:
@@ -269,7 +273,7 @@ def test_deferred_holds_signals_back_until_the_outermost_block_ends():
 
 
 def test_ignored_signals_stay_ignored_and_handlers_come_back():
-    from tinyconvmixer import interrupts
+    from tinyconvmixer.train.files import interrupts
     before = signal.getsignal(signal.SIGTERM)
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)      # as `nohup` leaves it
     try:
@@ -283,11 +287,11 @@ def test_ignored_signals_stay_ignored_and_handlers_come_back():
 
 def test_a_second_signal_while_the_first_is_handled_is_still_a_clean_exit(tmp_path, monkeypatch, capsys):
     without_plots(monkeypatch)
-    monkeypatch.setattr(train, "fit", lambda run: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+    monkeypatch.setattr(main_module, "fit", lambda run: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
 
     def again(run, exc):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "interrupted", again)
+    monkeypatch.setattr(main_module, "interrupted", again)
     assert run("--out", tmp_path) == 130
     err = capsys.readouterr().err
     assert "interrupted again" in err and "Traceback" not in err

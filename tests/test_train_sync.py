@@ -11,7 +11,10 @@ import warnings
 
 import pytest
 
-from tinyconvmixer import backend, train
+from tinyconvmixer.engine import backend
+from tinyconvmixer import train
+from tinyconvmixer.train import loop
+from tinyconvmixer.train import run as run_module
 from trainkit import TINY, without_plots
 
 pytestmark = pytest.mark.gpu
@@ -32,7 +35,7 @@ def cupyx():
 def test_no_host_synchronisation_inside_an_epoch(cupyx, monkeypatch, tmp_path):
     without_plots(monkeypatch)
     reads = []
-    real_epoch, real_read = train.train_one_epoch, train.Run.read_meter
+    real_epoch, real_read = loop.train_one_epoch, run_module.Run.read_meter
 
     def strict_epoch(run, progress):
         with cupyx.allow_synchronize(False):
@@ -42,15 +45,15 @@ def test_no_host_synchronisation_inside_an_epoch(cupyx, monkeypatch, tmp_path):
         reads.append(self.progress.step)
         with cupyx.allow_synchronize(True):
             return real_read(self)
-    monkeypatch.setattr(train, "train_one_epoch", strict_epoch)
-    monkeypatch.setattr(train.Run, "read_meter", read_meter)
+    monkeypatch.setattr(loop, "train_one_epoch", strict_epoch)
+    monkeypatch.setattr(run_module.Run, "read_meter", read_meter)
     argv = [a if a != "cpu" else "gpu" for a in TINY]
     # 30 steps an epoch with RandAugment (Equalize included), gradient clipping and diagnostics.
     assert train.main(argv + ["--batch-size", "8", "--epochs", "1", "--ra-n", "2", "--ra-m", "12",
                               "--clip-norm", "1", "--diagnostics", "--out", str(tmp_path / "run")]) == 0
     steps = 240 // 8
     in_epoch = [s for s in reads if 0 < s < steps]
-    assert len(in_epoch) <= steps // train.CHECK_EVERY + 3, reads     # every CHECK_EVERY steps, or the bar's redraws
+    assert len(in_epoch) <= steps // loop.CHECK_EVERY + 3, reads     # every CHECK_EVERY steps, or the bar's redraws
     assert steps in reads                                             # and at the epoch's end
 
 

@@ -92,7 +92,7 @@ def test_layout_puts_inputs_above_their_first_user():
 
 
 def test_device_graph(device, tmp_path):
-    from tinyconvmixer import backend
+    from tinyconvmixer.engine import backend
     xp = backend.xp_for(device)
     *_, L = _shared_graph(xp)
     assert viz.to_dot(L) == viz.to_dot(_shared_graph()[-1])

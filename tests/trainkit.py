@@ -7,8 +7,9 @@ Every run here names its device (--device cpu): on a machine with a GPU,
 import numpy as np
 
 from tinyconvmixer import train
-from tinyconvmixer.checkpoint import load_checkpoint
-from tinyconvmixer.runlog import read_metrics
+from tinyconvmixer.train import run as run_module
+from tinyconvmixer.train.checkpoint import load_checkpoint
+from tinyconvmixer.train.files.runlog import read_metrics
 
 # 240 training images in batches of 40: 6 batches per epoch.
 TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--hdim", "8", "--depth", "1",
@@ -85,4 +86,4 @@ def straight_run(tmp_path_factory):
 def without_plots(monkeypatch):
     """Skip drawing curves.png and filters.png (a second or two each on a busy 2-core machine)."""
     for name in ("plot_curves", "plot_filters"):
-        monkeypatch.setattr(train, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(run_module, name, lambda *args, **kwargs: None)

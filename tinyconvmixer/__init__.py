@@ -1,16 +1,26 @@
-"""tinyconvmixer: a from-scratch autograd engine on NumPy/CuPy that trains ConvMixer."""
+"""tinyconvmixer: a from-scratch autograd engine on NumPy/CuPy that trains ConvMixer.
 
-import os as _os
+Where to start reading (the student's core, about 2,000 lines):
 
-# Must happen before NumPy loads OpenBLAS. After every matrix product OpenBLAS's
-# idle threads busy-wait for about 2^28 cycles (a tenth of a second) in case
-# another product follows; meanwhile they hold the cores that our own threads
-# need for the elementwise work in between (measured: GELU ran 1.8x slower right
-# after a GEMM). With 2^8 cycles they go to sleep almost at once. A value the
-# user set is kept. (See backend.py, "CPU tuning".)
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "8")
+    engine/        Tensor, Function, backward(); the elementary ops; NumPy or CuPy
+    functional/    the reference ops, plain xp code: conv2d (im2col), depthwise conv,
+                   GELU, batch norm, pooling, linear, log-softmax and cross-entropy
+    nn/            Module, Conv2d, BatchNorm2d, GELU, ..., ConvMixer
+    optim.py       AdamW, the triangular learning-rate schedule, gradient clipping
 
-from .tensor import Tensor, no_grad, is_grad_enabled  # noqa: E402
+Then the parts built on them:
+
+    data/          CIFAR-10: reading, downloading, caching, augmenting, batching
+    train/         python -m tinyconvmixer.train (the loop is train/loop.py)
+    gradcheck/     python -m tinyconvmixer.gradcheck: backward against finite differences
+    exercises/     python -m tinyconvmixer.exercises: write the backward passes yourself
+    viz.py         draw the tape behind a tensor
+    fast/          opt-in speed: faster variants of the reference ops (CPU blocks and
+                   threads, CUDA kernels), registered against them (engine/dispatch.py)
+    util/          atomic file writes and the console's status line
+"""
+
+from .engine import Function, Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "no_grad", "is_grad_enabled"]
+__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled"]

@@ -10,19 +10,19 @@ parameter p with gradient g at step t (starting at 1):
 
 The divisions by (1 - beta^t) are the bias correction: m and v start at zero,
 so early averages are too small by exactly that factor. The reference update,
-_adamw_update, is whole-array operations in place on the parameter's device
-(NumPy or CuPy): about ten kernels per parameter on the GPU. When launch.active()
-holds (CuPy arrays of one float dtype), step() instead updates every parameter
-in one launch of cuda/adamw.cu: the same arithmetic in the same order (equal
-to the last bit or two, as the GPU may fuse a multiply and an add).
+adamw_updates, is whole-array operations in place on each parameter's device
+(NumPy or CuPy): about ten kernels per parameter on the GPU. fast/cuda/adamw.py
+registers a faster variant of it that updates every parameter in one kernel
+launch: the same arithmetic in the same order (equal to the last bit or two, as
+the GPU may fuse a multiply and an add).
 """
 
 import math
 
 import numpy as np
 
-from . import backend
-from .cuda import adamw as cuda_adamw, launch
+from .engine import backend, dispatch
+from .engine.dispatch import replaceable
 
 
 class Optimizer:
@@ -128,7 +128,7 @@ class AdamW(Optimizer):
                 raise ValueError(f"AdamW: gradient of parameter {i} has shape {g.shape} on "
                                  f"'{backend.device_of(g)}', the parameter {p.shape} on '{p.device}'")
             todo.append((i, group, p))
-        entries = []             # (p, g, m, v, hyper) per parameter, hyper as in cuda/adamw.cu
+        entries = []             # (p, g, m, v, hyper, group) per parameter, hyper as in cuda/adamw.cu
         for i, group, p in todo:
             if i not in self.state:
                 xp = backend.get_array_module(p.data)
@@ -136,13 +136,8 @@ class AdamW(Optimizer):
                                  "exp_avg_sq": xp.zeros_like(p.data)}
             s = self.state[i]
             s["step"] += 1
-            entries.append((p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], _hyper(group, s["step"])))
-        if _fusable(entries):
-            xp = backend.get_array_module(entries[0][0])
-            cuda_adamw.adamw_step([(p, xp.ascontiguousarray(g), m, v, h) for p, g, m, v, h in entries])
-        else:
-            for entry in entries:
-                _adamw_update(*entry)
+            entries.append((p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], _hyper(group, s["step"]), group))
+        dispatch.pick(adamw_updates, entries)(entries)       # the reference, or a faster variant
 
 
 def _hyper(group, t):
@@ -151,8 +146,18 @@ def _hyper(group, t):
     return 1 - lr * wd, beta1, beta2, eps, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t)
 
 
+@replaceable
+def adamw_updates(entries):
+    """The reference: each parameter's update in turn, in place, as whole-array xp operations.
+
+    entries: (p, g, m, v, hyper, group) per parameter: its array, gradient and two
+    moments, the numbers of this step (_hyper) and its parameter group."""
+    for p, g, m, v, hyper, _ in entries:
+        _adamw_update(p, g, m, v, hyper)
+
+
 def _adamw_update(p, g, m, v, hyper):
-    """The reference: one parameter's update, in place, as whole-array xp operations."""
+    """One parameter's update (see the module docstring)."""
     decay, beta1, beta2, eps, step_size, sqrt_bc2 = hyper
     xp = backend.get_array_module(p)
     p *= decay                                             # decoupled weight decay
@@ -160,14 +165,6 @@ def _adamw_update(p, g, m, v, hyper):
     v *= beta2
     v += (1 - beta2) * (g * g)
     p -= step_size * (m / (xp.sqrt(v) / sqrt_bc2 + eps))
-
-
-def _fusable(entries):
-    """True when the fused kernel can take every update: all arrays active for the kernels, and
-    p, m, v C-contiguous (gradients are copied to contiguous ones if needed)."""
-    arrays = [a for entry in entries for a in entry[:4]]
-    return (launch.active(*arrays)
-            and all(a.flags.c_contiguous for p, _, m, v, _ in entries for a in (p, m, v)))
 
 
 def triangular_lr(t, epochs, lr_max):

@@ -20,6 +20,8 @@ Draw the graph *before* calling backward(): backward frees the tape as it goes
 
 from dataclasses import dataclass, field
 
+from .engine import dispatch
+
 # Box colours (DOT and matplotlib alike).
 COLOURS = {"param": "#cfe2f3", "const": "#ffffff", "op": "#eeeeee", "root": "#fce5cd"}
 
@@ -73,7 +75,7 @@ def trace(tensor, names=None):
         freed = fn is not None and fn.inputs is None
         parents = [] if fn is None or freed else list(zip(fn.inputs, fn.needs_grad))
         nodes.append(Node(key=k, kind="op" if fn is not None else ("param" if t.requires_grad else "const"),
-                          op=type(fn).__name__ if fn is not None else "", name=label.get(id(t), ""),
+                          op=dispatch.reference_of(type(fn)).__name__ if fn is not None else "", name=label.get(id(t), ""),
                           shape=tuple(t.shape), dtype=str(t.dtype),
                           inputs=[(key_of[id(p)], bool(need)) for p, need in parents], freed=freed))
     return nodes

@@ -330,10 +330,10 @@ def augment(n_images=8, n_draws=3):
 def run_figures(run_dir):
     """run_curves.png and run_filters.png from a training run's folder (Steps 14-15)."""
     from tinyconvmixer import nn
-    from tinyconvmixer.checkpoint import load_checkpoint
-    from tinyconvmixer.diagnostics import layer_labels, plot_diagnostics, plot_filters_before_after, read_csv
-    from tinyconvmixer.plots import plot_curves, run_title
-    from tinyconvmixer.runlog import read_metrics
+    from tinyconvmixer.train.checkpoint import load_checkpoint
+    from tinyconvmixer.train.report.diagnostics import layer_labels, plot_diagnostics, plot_filters_before_after, read_csv
+    from tinyconvmixer.train.report.plots import plot_curves, run_title
+    from tinyconvmixer.train.files.runlog import read_metrics
 
     history = read_metrics(os.path.join(run_dir, "metrics.csv"))
     checkpoint = load_checkpoint(os.path.join(run_dir, "last.npz"))

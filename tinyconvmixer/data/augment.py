@@ -20,7 +20,7 @@ off draw nothing.
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..engine.backend import get_array_module
 from .randaugment import brightness, color, contrast, rand_augment
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

@@ -35,7 +35,7 @@ import zipfile
 
 import numpy as np
 
-from ..atomic import atomic_write, remove_stale_temp_files, writable_dir
+from ..util.atomic import atomic_write, remove_stale_temp_files, writable_dir
 from .archive import archive_stem
 from .errors import DataError
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..statusline import StatusLine, format_seconds
+from ..util.statusline import StatusLine, format_seconds
 from . import cache as npz_cache
 from . import download as downloads
 from .archive import is_archive, iter_archive, iter_folder

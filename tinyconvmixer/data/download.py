@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from ..atomic import atomic_write, remove_stale_temp_files
+from ..util.atomic import atomic_write, remove_stale_temp_files
 from .errors import DataError
 
 

@@ -21,7 +21,7 @@ CPU and on the GPU alike.
 
 import numpy as np
 
-from ..backend import get_array_module, to_device
+from ..engine.backend import get_array_module, to_device
 
 
 def num_batches(n, batch_size, drop_last=False):

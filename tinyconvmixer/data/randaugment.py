@@ -19,7 +19,7 @@ pick exactly the same source pixels.
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..engine.backend import get_array_module
 
 OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
        "Brightness", "Color", "Contrast", "Sharpness",

@@ -11,9 +11,10 @@ Each exercise is one file in stubs/: a function that raises NotImplementedError
 ("... not written yet"), with the formula to derive and hints in its docstring.
 The reference solutions are in solutions/, apart. To check an exercise, the
 checker loads the student's file, plugs its function into the engine in place
-of the engine's own (plant.planted, as the planted bugs of bugs.py are), and
-runs gradient checks of the ops that use it (gradcheck.py) and, where PyTorch
-is installed, comparisons with PyTorch (parity.py). checker.py does the
+of the engine's own (engine/dispatch.py's stand_in, as the planted bugs of
+gradcheck/bugs.py are), and runs gradient checks of the ops that use it
+(gradcheck/check.py) and, where PyTorch is installed, comparisons with PyTorch
+(gradcheck/parity.py). checker.py does the
 checking; this file says, for each exercise, what is plugged where and which
 checks run.
 """
@@ -21,12 +22,12 @@ checks run.
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import ops, parity, tensor
 from .. import functional as F
-from ..functional import activation, conv, loss, normalization
-from ..functional.normal_cdf import normal_cdf
-from ..gradcheck_cases import CASES, Case, binary_case, unary_case
-from ..tensor import Function, Tensor
+from ..engine import Function, Tensor, ops, tensor
+from ..functional import activation, im2col, loss, normalization
+from ..functional.activation import normal_cdf
+from ..gradcheck import parity
+from ..gradcheck.cases import CASES, Case, binary_case, unary_case
 
 
 class ExerciseError(Exception):
@@ -40,7 +41,7 @@ class Exercise:
     file: str
     functions: tuple      # the names the student writes
     step: str             # where the walkthrough explains it
-    plug: Callable        # student module -> [(owner, attribute, replacement)]
+    plug: Callable        # student module -> [(reference, replacement)], for dispatch.stand_in
     gradchecks: list      # gradcheck Cases (gradcheck_cases.py) that run through the plugged code
     parity: list          # parity.ParityCases that do
     model: bool = False   # also check the tiny ConvMixer stack (in random directions: it is larger)
@@ -67,15 +68,16 @@ def _plug_unbroadcast(m):
     def unbroadcast(grad, shape):
         return _shape("unbroadcast", f"the gradient (grad {tuple(grad.shape)}, shape={tuple(shape)})",
                       m.unbroadcast(grad, tuple(shape)), shape)
-    return [(ops, "unbroadcast", unbroadcast)]
+    return [(ops.unbroadcast, unbroadcast)]
 
 
 def _plug_matmul(m):
-    def backward(self, g):
-        ga, gb = _pair("matmul_backward", m.matmul_backward(self.a, self.b, g), ("ga", "gb"))
-        return (_shape("matmul_backward", "ga", ga, self.a.shape),
-                _shape("matmul_backward", "gb", gb, self.b.shape))
-    return [(ops.MatMul, "backward", backward)]
+    class MatMul(ops.MatMul):
+        def backward(self, g):
+            ga, gb = _pair("matmul_backward", m.matmul_backward(self.a, self.b, g), ("ga", "gb"))
+            return (_shape("matmul_backward", "ga", ga, self.a.shape),
+                    _shape("matmul_backward", "gb", gb, self.b.shape))
+    return [(ops.MatMul, MatMul)]
 
 
 class _Mean(Function):
@@ -91,13 +93,14 @@ class _Mean(Function):
 
 
 def _plug_sum_mean(m):
-    def sum_backward(self, g):
-        return _shape("sum_backward", "dx", m.sum_backward(g, self.shape, self.axis, self.keepdims),
-                      self.shape)
+    class Sum(ops.Sum):
+        def backward(self, g):
+            return _shape("sum_backward", "dx", m.sum_backward(g, self.shape, self.axis, self.keepdims),
+                          self.shape)
 
     def mean(a, axis=None, keepdims=False):
         return _Mean.apply(a, axis=axis, keepdims=keepdims, student=m.mean_backward)
-    return [(ops.Sum, "backward", sum_backward), (ops, "mean", mean)]
+    return [(ops.Sum, Sum), (ops.mean, mean)]
 
 
 def _describe(t):
@@ -137,56 +140,56 @@ def check_order(order, root):
 def _plug_topological_order(m):
     def order(root):
         return check_order(m.topological_order(root), root)
-    return [(tensor, "_topological_order", order)]
+    return [(tensor.topological_order, order)]
 
 
 def _plug_gelu(m):
-    original = activation.GELU.forward
-
-    def forward(self, x):
-        if self.approximate != "none":
-            return original(self, x)
-        self.slope = _shape("gelu_slope", "the slope", m.gelu_slope(x), x.shape)
-        return x * normal_cdf(x)
-    return [(activation.GELU, "forward", forward)]
+    class GELU(activation.GELU):
+        def forward(self, x):
+            if self.approximate != "none":
+                return super().forward(x)
+            self.slope = _shape("gelu_slope", "the slope", m.gelu_slope(x), x.shape)
+            return x * normal_cdf(x)
+    return [(activation.GELU, GELU)]
 
 
 def _plug_col2im(m):
     def col2im(cols, padded_shape, stride):
         return _shape("col2im", "dx_padded", m.col2im(cols, tuple(padded_shape), tuple(stride)), padded_shape)
-    return [(conv, "col2im", col2im)]
+    return [(im2col.col2im, col2im)]
 
 
 def _plug_batchnorm(m):
-    original = normalization.BatchNorm.backward
-
-    def backward(self, g):
-        if not self.training:
-            return original(self, g)
-        C = g.shape[1]
-        dx, dw, db = _pair("batchnorm_backward",
-                           m.batchnorm_backward(g, self.xhat, self.invstd.reshape(-1), self.weight),
-                           ("dx", "dweight", "dbias"))
-        _shape("batchnorm_backward", "dx", dx, g.shape)
-        if self.weight is not None:
-            _shape("batchnorm_backward", "dweight", dw, (C,))
-            _shape("batchnorm_backward", "dbias", db, (C,))
-        return dx, dw, db
-    return [(normalization, "_rows_impl", lambda *arrays: None),    # the plain path: it keeps xhat
-            (normalization.BatchNorm, "backward", backward)]
+    class BatchNorm(normalization.BatchNorm):
+        def backward(self, g):
+            if not self.training:
+                return super().backward(g)
+            C = g.shape[1]
+            dx, dw, db = _pair("batchnorm_backward",
+                               m.batchnorm_backward(g, self.xhat, self.invstd.reshape(-1), self.weight),
+                               ("dx", "dweight", "dbias"))
+            _shape("batchnorm_backward", "dx", dx, g.shape)
+            if self.weight is not None:
+                _shape("batchnorm_backward", "dweight", dw, (C,))
+                _shape("batchnorm_backward", "dbias", db, (C,))
+            return dx, dw, db
+    return [(normalization.BatchNorm, BatchNorm)]
 
 
 def _plug_log_softmax(m):
-    def backward(self, g):
-        return _shape("log_softmax_backward", "dz", m.log_softmax_backward(g, self.out, self.axis), g.shape)
-    return [(loss.LogSoftmax, "backward", backward)]
+    class LogSoftmax(loss.LogSoftmax):
+        def backward(self, g):
+            return _shape("log_softmax_backward", "dz", m.log_softmax_backward(g, self.out, self.axis),
+                          g.shape)
+    return [(loss.LogSoftmax, LogSoftmax)]
 
 
 def _plug_cross_entropy(m):
-    def backward(self, g):
-        return _shape("cross_entropy_backward", "dz",
-                      m.cross_entropy_backward(self.logp, self.target, g), self.logp.shape)
-    return [(loss.CrossEntropy, "backward", backward)]
+    class CrossEntropy(loss.CrossEntropy):
+        def backward(self, g):
+            return _shape("cross_entropy_backward", "dz",
+                          m.cross_entropy_backward(self.logp, self.target, g), self.logp.shape)
+    return [(loss.CrossEntropy, CrossEntropy)]
 
 
 # ----- the checks of each exercise --------------------------------------------------------------
@@ -259,7 +262,7 @@ EXERCISES = [
              _cases("batch_norm train", "batch_norm train no affine", "batch_norm train (N, C)",
                     "batch_norm train channels-last"),
              _parity("batch_norm train", "batch_norm train channels-last"), model=True,
-             note="BatchNorm's plain path, also for channels-last batches (the rows path keeps no xhat)"),
+             note="BatchNorm's reference, also for channels-last batches"),
     Exercise(8, "log_softmax", "ex08_log_softmax.py", ("log_softmax_backward",), "Step 10", _plug_log_softmax,
              _cases("log_softmax") + [unary_case("log_softmax axis=0", lambda x: F.log_softmax(x, axis=0),
                                                  4, 3, scale=3.0)],

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import backend
+from ..engine import backend
 from . import EXERCISES, find
 from .checker import SOLUTIONS, STUBS, check_exercise, print_outcome
 

@@ -14,7 +14,7 @@ It checks its arguments, then picks one of two Functions:
   whole shifted views: no column array at all.
 """
 
-from ..tensor import Function, as_tensor
+from ..engine import Function, Tensor, as_tensor
 from .depthwise import DepthwiseConv2d
 from .im2col import col2im, im2col_view, output_size, pad2d, unpad2d
 
@@ -115,7 +115,7 @@ def conv_arguments(x, weight, bias, stride, padding, groups):
     return stride, padding
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor = None, stride=1, padding=0, groups: int = 1) -> Tensor:
     """2-D convolution over an NCHW batch (see the module docstring)."""
     x, weight = as_tensor(x, like=(weight,)), as_tensor(weight, like=(x,))
     stride, padding = conv_arguments(x, weight, bias, stride, padding, groups)

@@ -4,30 +4,35 @@ Each channel has its own kh x kw kernel, so
 
     out[n, ho, wo, c] = sum over taps (i, j) of  w[c, 0, i, j] * x_padded[n, ho*s + i, wo*s + j, c]
 
-We loop over the kh*kw taps and multiply-accumulate whole shifted views. The
-work happens in NHWC memory: one tap is then a (block, Ho, Wo, C) view whose
-rows (Wo x C values) are contiguous. The weight of a tap is a C-vector; we tile
-it to a (Wo, C) row once per call, because NumPy multiplies two arrays whose
-last two axes are both contiguous in one long inner loop, but repeats a short
-C-long loop for a broadcast C-vector (2.4x slower, measured). (The output goes
-back as an NCHW-shaped view of NHWC memory, "channels-last".)
+An im2col column array would be kh*kw times the input (25x for k=5, 81x for
+k=9) and its matrix products tiny. Instead we loop over the kh*kw taps and
+multiply-accumulate whole shifted views of the padded input: tap (i, j) sees
+the input pixels x_padded[n, ho*s + i, wo*s + j], one (N, Ho, Wo, C) strided
+view, times the tap's C weights.
 
-On the CPU the batch is cut into blocks of a few images, small enough that the
-input tile, output tile and one scratch buffer stay in the L2/L3 caches for all taps, and
-the blocks are shared among threads (NumPy releases the GIL inside its loops,
-and takes it back between calls: blocks that are too small make many short
-calls, and the threads then wait for each other; see _block_size).
-On the GPU, blocks would only add kernel launches: the whole batch is one block,
-and for stride 1 the direct CUDA kernels of cuda/depthwise.cu take over (one
-launch for the forward pass, two for the backward pass); this code stays their
-reference.
+The backward pass follows from the same sum. Each output pixel used input pixel
+(ho*s + i, wo*s + j) with weight w[c, i, j], so, tap by tap,
+
+    dW[c, i, j]                      = sum over n, ho, wo of  g[n, ho, wo, c] * x_padded[n, ho*s + i, wo*s + j, c]
+    dx_padded[n, ho*s + i, wo*s + j] += g[n, ho, wo, c] * w[c, i, j]
+
+and the input's gradient is dx_padded with the padding cut off. The work
+happens in NHWC memory, where a tap's view has contiguous rows of Wo x C values;
+the output goes back as an NCHW-shaped view of that memory ("channels-last", as
+conv.py's im2col path does).
+
+This plain code is the reference; fast/ has faster variants of it (blocks of
+images on the CPU's threads, direct CUDA kernels on the GPU).
 """
 
-from .. import backend
-from ..cuda import batchnorm as cuda_bn
-from ..cuda import depthwise as cuda_depthwise
-from ..tensor import Function
-from .im2col import output_size, tap_slices
+from ..engine import Function, backend
+from .im2col import tap_slices
+
+
+def output_hw(x_shape, kernel, stride, padding):
+    """(Ho, Wo): window positions along the padded height and width (as im2col.output_size)."""
+    (H, W), (kh, kw), (sh, sw), (ph, pw) = x_shape[2:], kernel, stride, padding
+    return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
 class DepthwiseConv2d(Function):
@@ -37,95 +42,34 @@ class DepthwiseConv2d(Function):
         xp = backend.get_array_module(x)
         N, C, H, W = x.shape
         kh, kw = w.shape[2:]
-        (ph, pw), (sh, sw) = self.padding, self.stride
-        Ho, Wo = output_size(H + 2 * ph, kh, sh), output_size(W + 2 * pw, kw, sw)
-        self.fast = cuda_depthwise.supported(x, w, b, self.stride, self.padding)
-        if self.fast:                                                    # GPU: cuda/depthwise.py
-            self.x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy if channels-last
-            self.wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()
-            bias = None if b is None else xp.ascontiguousarray(b)
-            out = cuda_depthwise.conv(self.x_nhwc, self.wt, bias, self.padding, (Ho, Wo))
-            return out.transpose(0, 3, 1, 2)
+        ph, pw = self.padding
+        Ho, Wo = output_hw(x.shape, (kh, kw), self.stride, self.padding)
         xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)     # padded input, NHWC
         xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
-        wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()              # (kh, kw, C): a C-vector per tap
-        wrow = _tile_rows(xp, wt, Wo)                                     # (kh, kw, Wo, C)
-        out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
-        block = _block_size(xp, x)
-
-        def run(n0, n1):
-            xs, o = xh[n0:n1], out[n0:n1]
-            t = xp.empty_like(o)                                          # scratch, cache-sized
-            for i in range(kh):
-                for j in range(kw):
-                    rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
-                    tap = xs[:, rows, cols]                               # (block, Ho, Wo, C) view
-                    if i == 0 and j == 0:
-                        xp.multiply(tap, wrow[0, 0], out=o)
-                    else:
-                        xp.multiply(tap, wrow[i, j], out=t)
-                        o += t
-        backend.run_blocks(run, N, block, xp)
+        wt = w.reshape(C, kh, kw).transpose(1, 2, 0)                     # (kh, kw, C): a C-vector per tap
+        out = xp.zeros((N, Ho, Wo, C), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
+                out += xh[:, rows, cols] * wt[i, j]                      # (N, Ho, Wo, C) view * (C,)
         if b is not None:
             out += b
-        self.xh, self.wt, self.wrow, self.out_hw, self.block = xh, wt, wrow, (Ho, Wo), block
+        self.xh, self.wt, self.out_hw = xh, wt, (Ho, Wo)
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        if self.fast:
-            return self._backward_fast(g, xp)
         (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
         N, Hp, Wp, _ = self.xh.shape
-        gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
+        gh = g.transpose(0, 2, 3, 1)                                     # (N, Ho, Wo, C)
         dxh = xp.zeros_like(self.xh)
-
-        def run(n0, n1):
-            gs, xs, dxs = gh[n0:n1], self.xh[n0:n1], dxh[n0:n1]
-            t = xp.empty_like(gs)
-            dwt = xp.empty_like(self.wt)
-            for i in range(kh):
-                for j in range(kw):
-                    taps = (slice(None),) + tap_slices(i, j, (Ho, Wo), self.stride)
-                    # dW[tap] = sum over (n, h, w) of g * input at tap; einsum fuses the
-                    # product and the sum, so no (block, Ho, Wo, C) product is written
-                    dwt[i, j] = xp.einsum("nhwc,nhwc->c", xs[taps], gs)
-                    xp.multiply(gs, self.wrow[i, j], out=t)              # dX[tap] += g * W[tap]
-                    dxs[taps] += t
-            return dwt                                                   # this block's part of dW
-        parts = backend.run_blocks(run, N, self.block, xp)
-        dwt = backend.add_in_order(parts) if parts else xp.zeros_like(self.wt)    # (an empty batch)
+        dwt = xp.zeros_like(self.wt)
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
+                dwt[i, j] = (self.xh[:, rows, cols] * gh).sum(axis=(0, 1, 2))
+                dxh[:, rows, cols] += gh * self.wt[i, j]
         dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
-        return dx, dw, gh.reshape(-1, C).sum(axis=0)
-
-    def _backward_fast(self, g, xp):
-        kh, kw, C = self.wt.shape
-        N, H, W, _ = self.x_nhwc.shape
-        gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
-        dx = cuda_depthwise.input_grad(gh, self.wt, self.padding, (H, W))
-        dwt = cuda_depthwise.weight_grad(self.x_nhwc, gh, (kh, kw), self.padding)
-        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
-        g2 = gh.reshape(-1, C)
-        db = cuda_bn.channel_sums(g2, g2)[0].astype(g.dtype)             # coalesced column sums
-        return dx.transpose(0, 3, 1, 2), dw, db
-
-
-def _tile_rows(xp, wt, width):
-    """(kh, kw, C) tap weights -> (kh, kw, width, C): each C-vector repeated along a row."""
-    kh, kw, C = wt.shape
-    return xp.ascontiguousarray(xp.broadcast_to(wt[:, :, None, :], (kh, kw, width, C)))
-
-
-def _block_size(xp, x):
-    """Images per block: about 1 MB of input on the CPU, the whole batch on the GPU.
-
-    Measured on the 2-core machine (k=5 training step): 256 KB blocks ran as fast
-    as 1 MB ones while both threads had a core to themselves, but 1.5x slower when
-    they did not (4x as many NumPy calls, each handing the GIL over); 1 MB blocks
-    still fit the 32 MB L3 cache."""
-    if xp is not backend.numpy_module():
-        return x.shape[0]
-    per_image = max(1, x.size // max(1, x.shape[0])) * x.dtype.itemsize
-    return max(1, min(x.shape[0], (1024 * 1024) // per_image))
+        return dx, dw, gh.sum(axis=(0, 1, 2))

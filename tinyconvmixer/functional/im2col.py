@@ -12,7 +12,8 @@ moves one row in memory, moving one step along the output-row axis moves
     windows[n, c, i, j, p, q] == x_padded[n, c, p*stride_h + i, q*stride_w + j]
 """
 
-from .. import backend
+from ..engine import backend
+from ..engine.dispatch import replaceable
 
 
 def pad2d(x, padding):
@@ -30,6 +31,7 @@ def unpad2d(x, padding):
     return x[:, :, ph:x.shape[2] - ph, pw:x.shape[3] - pw]
 
 
+@replaceable
 def output_size(size, kernel, stride):
     """Number of window positions along one (already padded) axis."""
     return (size - kernel) // stride + 1
@@ -59,6 +61,7 @@ def tap(x_padded, i, j, out_hw, stride):
     return x_padded[(slice(None), slice(None)) + tap_slices(i, j, out_hw, stride)]
 
 
+@replaceable
 def col2im(cols, padded_shape, stride):
     """Adjoint of im2col: add every window's gradient back onto the padded input.
 

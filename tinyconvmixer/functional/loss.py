@@ -9,11 +9,13 @@ Cross-entropy with integer targets t and mean reduction over N rows:
     dloss/dz = (softmax(z) - onehot(t)) / N
 """
 
-from .. import backend
-from ..tensor import Function, Tensor
+from ..engine import Function, Tensor, backend
+from ..engine.dispatch import replaceable
 
 
-def _log_softmax(z, axis):
+@replaceable
+def stable_log_softmax(z, axis):
+    """log(softmax(z)) along axis of an array, with the row maximum subtracted first."""
     xp = backend.get_array_module(z)
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -21,7 +23,7 @@ def _log_softmax(z, axis):
 
 class LogSoftmax(Function):
     def forward(self, z):
-        self.out = _log_softmax(z, self.axis)
+        self.out = stable_log_softmax(z, self.axis)
         return self.out
 
     def backward(self, g):
@@ -33,7 +35,7 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     def forward(self, z):
         xp = backend.get_array_module(z)
-        self.logp = _log_softmax(z, axis=1)
+        self.logp = stable_log_softmax(z, axis=1)
         rows = xp.arange(z.shape[0])
         return -self.logp[rows, self.target].mean()
 
@@ -45,12 +47,12 @@ class CrossEntropy(Function):
         return dz * (g / N)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) along `axis` (PyTorch calls it dim)."""
     return LogSoftmax.apply(x, axis=axis)
 
 
-def cross_entropy(logits, target):
+def cross_entropy(logits: Tensor, target) -> Tensor:
     """Mean cross-entropy of (N, K) logits against N integer class labels.
 
     Targets outside 0..K-1 are refused when they are host (NumPy) arrays. On the

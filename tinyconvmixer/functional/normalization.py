@@ -15,19 +15,12 @@ depends on every input of its channel. With dxhat = dy * weight and M values:
 to zero. So checking BN's gradient with an all-ones upstream gradient passes even
 when this formula is wrong. Always check with a random upstream gradient.)
 
-A batch that is (M, C) rows in memory (channels-last, as ConvMixer's layers
-produce, or (N, C)) takes the "rows path" instead: the same math in a few passes
-over memory (the statistics; then y = (x - mean) * scale + shift; backward, two sums per
-channel and then dx = kg g - kx (x - mean) - k0), saving x instead of xhat. On
-the GPU these passes are the kernels of cuda/batchnorm.cu, on the CPU blocks of
-rows that stay in the cache (rowwise.py). The plain code is their reference.
+This plain code is the reference. Faster variants of it (fast/rows.py: the same
+math in a few passes over channels-last memory, by blocks of rows on the CPU and
+by CUDA kernels on the GPU) are tested against it.
 """
 
-from .. import backend
-from ..cuda import batchnorm as cuda_bn
-from ..cuda import launch
-from ..tensor import Function, Tensor
-from . import rowwise
+from ..engine import Function, Tensor, backend
 
 
 def _channel_shape(x):
@@ -36,11 +29,11 @@ def _channel_shape(x):
 
 
 class BatchNorm(Function):
+    """Settings: running_mean, running_var (arrays updated in place, or None), training,
+    momentum, eps."""
+
     def forward(self, x, weight=None, bias=None):
         xp = backend.get_array_module(x)
-        self.impl = _rows_impl(x, weight, bias)
-        if self.impl is not None:
-            return self._forward_rows(x, weight, bias, self.impl, xp)
         axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
         cs = _channel_shape(x)
         if self.training:
@@ -72,8 +65,6 @@ class BatchNorm(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        if self.impl is not None:
-            return self._backward_rows(g, self.impl, xp)
         axes, cs, xhat = self.axes, self.cs, self.xhat
         dbias = g.sum(axis=axes)                              # (C,)
         g_xhat = g * xhat
@@ -90,53 +81,9 @@ class BatchNorm(Function):
         dx -= scale * (dbias.reshape(cs) / M)
         return dx, dweight, dbias
 
-    # ----- the rows path: (M, C) rows of channels-last memory, in a few passes -----------------
-    # impl is cuda/batchnorm.py (kernels) on the GPU, rowwise.py (blocks of rows) on the CPU.
-    def _forward_rows(self, x, weight, bias, impl, xp):
-        x2 = rowwise.as_rows(x)
-        M = x2.shape[0]
-        if self.training:
-            mean, var = impl.mean_var(x2)
-            self._update_running(mean, var, M)
-        else:
-            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
-        invstd = 1.0 / xp.sqrt(var + self.eps)
-        scale = invstd if weight is None else invstd * weight
-        shift = xp.zeros_like(invstd) if bias is None else xp.ascontiguousarray(bias)
-        self.x2, self.mean, self.invstd, self.weight = x2, mean, invstd, weight
-        return rowwise.from_rows(impl.normalize(x2, mean, scale, shift), x.shape)
 
-    def _backward_rows(self, g, impl, xp):
-        x2, mean, invstd = self.x2, self.mean, self.invstd
-        M = x2.shape[0]
-        g2 = rowwise.as_rows(g)
-        sum_g, sum_gxc = impl.grad_sums(g2, x2, mean)
-        dbias = sum_g                                            # sum of g
-        dweight = invstd * sum_gxc                               # sum of g * xhat
-        scale = invstd if self.weight is None else invstd * self.weight
-        if self.training:      # dx = scale (g - dbias/M - xhat dweight/M), xhat = (x - mean) invstd
-            kx, k0 = scale * invstd * dweight / M, scale * dbias / M
-        else:                  # running statistics are constants: dx = scale g
-            kx, k0 = xp.zeros_like(scale), xp.zeros_like(scale)
-        dt = g.dtype
-        dx2 = impl.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt))
-        return rowwise.from_rows(dx2, g.shape), dweight.astype(dt), dbias.astype(dt)
-
-
-def _rows_impl(x, weight, bias):
-    """cuda/batchnorm.py when the GPU kernels are active; rowwise.py for a CPU batch that is
-    already rows in memory (channels-last, or (N, C)); None: the plain path."""
-    if x.ndim not in (2, 4) or x.size == 0 or any(a is not None and a.dtype != x.dtype for a in (weight, bias)):
-        return None                                  # (mixed dtypes: the plain path's type promotion)
-    if launch.active(*[a for a in (x, weight, bias) if a is not None]):
-        return cuda_bn
-    if backend.get_array_module(x) is backend.numpy_module() and rowwise.is_rows(x):
-        return rowwise
-    return None
-
-
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+def batch_norm(x: Tensor, running_mean, running_var, weight: Tensor = None, bias: Tensor = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch norm over (N, H, W) per channel; running stats are raw arrays updated in place."""
     if x.ndim < 2:
         raise ValueError(f"batch_norm: input must be (N, C) or (N, C, H, W), got shape {x.shape}")

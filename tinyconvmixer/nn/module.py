@@ -21,8 +21,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from .. import backend
-from ..tensor import Tensor
+from ..engine import Tensor, backend
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 

@@ -2,7 +2,7 @@
 
 import math
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def _axes(shape, axis):

@@ -2,8 +2,8 @@
 
 import math
 
-from tinyconvmixer import backend
-from tinyconvmixer.functional.normal_cdf import normal_cdf
+from tinyconvmixer.engine import backend
+from tinyconvmixer.functional.activation import normal_cdf
 
 
 def gelu_slope(x):

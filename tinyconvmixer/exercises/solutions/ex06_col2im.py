@@ -1,6 +1,6 @@
 """Exercise 6, a reference solution: col2im."""
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def col2im(cols, padded_shape, stride):

@@ -1,6 +1,6 @@
 """Exercise 8, a reference solution: the backward of log-softmax."""
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def log_softmax_backward(g, y, axis):

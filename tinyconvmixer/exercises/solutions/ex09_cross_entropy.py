@@ -1,6 +1,6 @@
 """Exercise 9, a reference solution: the backward of cross-entropy."""
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def cross_entropy_backward(logp, target, g):

@@ -27,7 +27,7 @@ Hints:
      and xp is backend.get_array_module(g).
 """
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def sum_backward(g, shape, axis, keepdims):

@@ -30,7 +30,7 @@ Hints:
   3. Use +=, not =: two taps can reach the same pixel.
 """
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def col2im(cols, padded_shape, stride):

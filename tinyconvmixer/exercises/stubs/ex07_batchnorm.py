@@ -45,7 +45,7 @@ Hints:
   4. Not the eval-mode formula dx = g * w * r: that treats mu and v as constants.
 """
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def batchnorm_backward(g, xhat, invstd, weight):

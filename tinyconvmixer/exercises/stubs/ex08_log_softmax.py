@@ -20,7 +20,7 @@ Hints:
      case, and the answer is onehot - softmax times g's one nonzero value.
 """
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def log_softmax_backward(g, y, axis):

@@ -24,7 +24,7 @@ Hints:
   3. Do not forget the 1/N of the mean, nor g.
 """
 
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 
 
 def cross_entropy_backward(logp, target, g):

@@ -1,0 +1,200 @@
+"""The command `python -m tinyconvmixer.train`: start or resume a run, and end it cleanly.
+
+The defaults are the ConvMixer paper's CIFAR-10 recipe: ConvMixer-256/8 with
+5x5 depthwise kernels and 2x2 patches, 25 epochs of AdamW (batch 512, weight
+decay 0.005) under a triangular learning-rate schedule peaking at 0.05, with
+RandAugment(2, 12). `--smoke` trains a tiny model on the bundled sample in
+about a minute, to check that everything works. The ops run on the faster
+variants of tinyconvmixer.fast; `--reference` (or TINYCONVMIXER_REFERENCE=1)
+runs them on the reference ops alone.
+
+Exit codes: 0 done, 1 the loss became NaN/inf, 2 bad input (data, device,
+checkpoint, arguments, run folder, a write that failed), 130 interrupted with
+Ctrl-C, 143 with SIGTERM, 129 with SIGHUP (a checkpoint is saved first).
+"""
+
+import contextlib
+import os
+import sys
+import warnings
+
+from .. import nn
+from ..data import DataError
+from ..engine import backend, dispatch
+from ..fast.cpu import tuning
+from .args import COMMAND, parse_args
+from .checkpoint import CheckpointError, NonFiniteCheckpoint, read_meta
+from .cpu_estimate import warning as cpu_warning
+from .files import interrupts
+from .files.runfolder import RunFolder, RunFolderError
+from .files.runlog import write_json, write_metrics
+from .loop import fit
+from .progress import NonFiniteLoss
+from .run import Run, SettingsError, new_run_folder
+from .runid import RunIdentityError
+
+
+def run_folder_path(args):
+    if args.out:
+        return args.out
+    return os.path.dirname(os.path.abspath(args.resume)) if args.resume else new_run_folder()
+
+
+def describe(path):
+    """What the checkpoint at `path` holds, in a few words (None if unreadable)."""
+    meta = read_meta(path)
+    try:
+        p, epochs = meta["progress"], meta["args"]["epochs"]
+        where = f"epoch {p['epoch']} of {epochs} done" + (f", batch {p['step']} of the next" if p["step"] else "")
+        return f"last.npz: {where}"
+    except (TypeError, KeyError):
+        return None
+
+
+def start(run):
+    """Say what is about to happen (and what was resumed), then train. Returns the exit code."""
+    args, p = run.args, run.progress
+    print(f"ConvMixer {run.model.config}: {nn.count_parameters(run.model):,} parameters on {run.device}; "
+          f"{len(run.train[1])} train / {len(run.test[1])} test images; writing to {run.out}", flush=True)
+    if run.batch_note:
+        print(run.batch_note, flush=True)
+    if args.resume:
+        if run.overridden:
+            print(f"overridden on resume: {'; '.join(run.overridden)}", flush=True)
+        if p.epoch >= args.epochs:
+            return finished(run)
+        print(f"resuming at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches} (from {args.resume})", flush=True)
+    if run.device == "cpu":
+        warning = cpu_warning(args, len(run.train[1]), len(run.test[1]))
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+    write_json(run.path("args.json"), dict(vars(args), resolved_device=run.device))
+    return fit(run)
+
+
+def finished(run):
+    """Resuming a run that has done all its epochs: say so, and how to train further."""
+    args, p = run.args, run.progress
+    if p.step:
+        raise SettingsError(f"{args.resume} is at epoch {p.epoch + 1}, batch {p.step}, past --epochs "
+                            f"{args.epochs}; give --epochs {p.epoch + 1} or more")
+    if not os.path.exists(run.path("summary.json")):
+        run.finish(quiet=True)                     # a run stopped just before its final files
+    print(f"this run has finished: all {p.epoch} epochs are done (best test accuracy {p.best_acc:.2f}% at "
+          f"epoch {p.best_epoch}). To train further, give more epochs: {COMMAND} --resume {args.resume} "
+          f"--epochs {p.epoch + 5} (the learning-rate schedule is then stretched to the new length)")
+    return 0
+
+
+def use_fast(args):
+    """The faster variants of tinyconvmixer.fast, unless --reference (or TINYCONVMIXER_REFERENCE=1)."""
+    if getattr(args, "reference", False) or not dispatch.fast_enabled():
+        dispatch.set_fast(False)
+        return
+    import tinyconvmixer.fast  # noqa: F401  (registers the variants)
+    tuning.blas_timeout()
+
+
+def error(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def main(argv=None):
+    with warnings.catch_warnings(), interrupts.handled():
+        warnings.showwarning = _one_line_warning
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:           # a second signal while the first was being handled
+            print("\ninterrupted again; stopping (checkpoints on disk are whole)", file=sys.stderr)
+            return interrupts.Interrupted(interrupts.signal_of(exc)).exit_code
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
+START_ERRORS = (backend.DeviceError, DataError, CheckpointError, RunFolderError, RunIdentityError, SettingsError)
+
+
+def _main(argv):
+    folder = None
+    try:
+        args, checkpoint = parse_args(argv)
+        use_fast(args)
+        folder = RunFolder(run_folder_path(args))
+        folder.claim(resume=args.resume, overwrite=args.overwrite, describe=describe)
+        run = Run(args, checkpoint, folder.path)
+    except START_ERRORS as exc:
+        return error(exc) if folder is None else _release(folder, error(exc))
+    except OSError as exc:
+        return _release(folder, error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
+    except KeyboardInterrupt as exc:
+        print("\ninterrupted before training started", file=sys.stderr)
+        return _release(folder, interrupts.Interrupted(interrupts.signal_of(exc)).exit_code)
+    except MemoryError as exc:
+        return _release(folder, error(f"out of memory while setting up the run ({exc or 'MemoryError'}); "
+                                      "try a smaller --hdim, --depth or data subset"))
+    except Exception as exc:            # anything else reading the inputs: still one line, never a traceback
+        return _release(folder, error(f"could not start the run: {type(exc).__name__}: {exc}"))
+    try:
+        return start(run)
+    except (NonFiniteLoss, NonFiniteCheckpoint) as exc:
+        return diverged(run, exc)
+    except KeyboardInterrupt as exc:
+        return interrupted(run, exc)
+    except SettingsError as exc:
+        return error(exc)
+    except OSError as exc:
+        return write_failed(run, exc)
+    except MemoryError as exc:
+        p = run.progress
+        kept = _kept(run, intact=True)
+        return error(f"out of memory at epoch {p.epoch + 1}, batch {p.step + 1} ({exc or 'MemoryError'}); "
+                     f"try a smaller --batch-size (or model). {kept[0].upper()}{kept[1:]}")
+    finally:
+        folder.release(remove_if_unused=True)     # (a folder it created and left empty goes again)
+
+
+def _release(folder, code):
+    if folder is not None:
+        folder.release(remove_if_unused=True)
+    return code
+
+
+def _kept(run, intact=False):
+    if run.last_good is None:
+        return "no checkpoint had been written yet"
+    path, where = run.last_good
+    return f"the last good checkpoint is {path} ({where})" + (", intact" if intact else "")
+
+
+def diverged(run, exc):
+    print(f"\nerror: {exc} (lr {run.optimizer.lr:.3g}); stopping. Try a lower --lr-max or --clip-norm; "
+          f"{_kept(run)}.", file=sys.stderr)
+    return 1
+
+
+def interrupted(run, exc):
+    """Ctrl-C or SIGTERM: save the state after the last completed step, then stop."""
+    signal_name = interrupts.Interrupted(interrupts.signal_of(exc))
+    try:
+        with contextlib.suppress(KeyboardInterrupt), interrupts.deferred():   # a second Ctrl-C waits for the save
+            run.save("last.npz")
+            write_metrics(run.path("metrics.csv"), run.progress.history)
+    except (NonFiniteLoss, NonFiniteCheckpoint) as err:
+        return diverged(run, err)
+    except OSError as err:
+        return write_failed(run, err)
+    p = run.progress
+    where = ("after the last epoch, while writing the final files" if p.epoch >= run.args.epochs
+             else f"at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches}")
+    print(f"\ninterrupted ({signal_name.name}) {where}; saved {run.path('last.npz')}. Continue with: "
+          f"{COMMAND} --resume {run.path('last.npz')}", file=sys.stderr)
+    return signal_name.exit_code
+
+
+def write_failed(run, exc):
+    what = exc.filename or "a file of the run"
+    kept = _kept(run, intact=True)
+    return error(f"could not write {what} ({exc.strerror or exc}); stopping. {kept[0].upper()}{kept[1:]}")

@@ -1,0 +1,1 @@
+"""Small utilities shared by data/ and train/: atomic file writes, the console's status line."""
