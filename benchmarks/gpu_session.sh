@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_session.sh                  # all stages, in this order:
 #     env        the machine: nvidia-smi, Python and package versions
-#     gradcheck  python -m tinyconvmixer.gradcheck --device gpu
+#     gradcheck  python -m tinyconvmixer.gradcheck --device gpu --impl both (references, then kernels)
 #     tests      the GPU half of the test suite (pytest -m gpu); the CPU half is CI's job
 #     bench      benchmarks/bench.py --device gpu: every op and both training steps beside PyTorch
 #                (batch 512, TF32 off on both sides)
@@ -21,8 +21,9 @@
 # machine starts, and bring .data along with the working tree; $DATA overrides the path.
 #
 # With TINYCONVMIXER_SIMULATE_GPU=1 (CI, tests/README.md) the same script runs on a CPU-only
-# machine on the CuPy stand-in, with sizes that suit it: a tiny bench, and a one-epoch --smoke
-# run on the bundled sample with the kernels off (the kernel emulator is far too slow to train).
+# machine on the CuPy stand-in (every Python command through tests/support/simulate_gpu.py),
+# with sizes that suit it: a tiny bench, and a one-epoch --smoke run on the bundled sample with
+# the kernels off (the kernel emulator is far too slow to train).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -41,6 +42,9 @@ for stage in "${stages[@]}"; do          # a typo must not cost the stages befor
 done
 simulated=${TINYCONVMIXER_SIMULATE_GPU:-0}
 [ "$simulated" = "0" ] && simulated=""
+if [ -n "$simulated" ]; then          # every Python command runs on the stand-in (tests/support)
+    py="$py tests/support/simulate_gpu.py"
+fi
 
 summary="$OUT/session.txt"
 : > "$summary"
@@ -75,9 +79,10 @@ for stage in "${stages[@]}"; do
         {
             echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
             timeout 30 nvidia-smi 2>&1 || echo "(no nvidia-smi)"
-            timeout 60 $py - <<'EOF'
+            probe=$(mktemp --suffix=.py)
+            cat > "$probe" <<'EOF'
 import platform, numpy
-from tinyconvmixer import backend
+from tinyconvmixer.engine import backend
 backend.gpu_available()             # first: under TINYCONVMIXER_SIMULATE_GPU this loads the stand-in
 print("python", platform.python_version(), "| numpy", numpy.__version__)
 for name in ("cupy", "torch", "scipy", "matplotlib", "pytest"):
@@ -86,15 +91,16 @@ for name in ("cupy", "torch", "scipy", "matplotlib", "pytest"):
         print(name, module.__version__, "(CuPy stand-in)" if getattr(module, "__standin__", False) else "")
     except ImportError as exc:
         print(name, "MISSING:", exc)
-from tinyconvmixer import backend
 print("tinyconvmixer sees a GPU:", backend.gpu_available(), backend._cupy_error or "")
 EOF
+            timeout 60 $py "$probe"
+            rm -f "$probe"
         } > "$OUT/env.txt" 2>&1
         cat "$OUT/env.txt"
         if grep -q "sees a GPU: True" "$OUT/env.txt"; then echo "env: passed" >> "$summary"
         else echo "env: FAILED (tinyconvmixer sees no GPU)" | tee -a "$summary"; failed=1; fi ;;
       gradcheck)
-        run gradcheck 90 "$OUT/gradcheck.txt" $py -m tinyconvmixer.gradcheck --device gpu ;;
+        run gradcheck 90 "$OUT/gradcheck.txt" $py -m tinyconvmixer.gradcheck --device gpu --impl both ;;
       tests)
         run tests 240 "$OUT/pytest.txt" $py -m pytest -q -m gpu -rs -p no:cacheprovider ;;
       bench)

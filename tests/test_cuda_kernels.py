@@ -1,10 +1,11 @@
-"""The CUDA kernels (tinyconvmixer/cuda/*.cu) against the plain xp code they replace.
+"""The CUDA kernels (tinyconvmixer/fast/cuda/*.cu) against the reference ops they stand in for.
 
-Each test runs an op twice on the same inputs: through its fast kernel and with
-the kernels switched off (the readable reference). Where this machine has no GPU,
+Each test runs an op twice on the same inputs: through its kernel variant and on
+the reference alone (dispatch.reference_only()). Where this machine has no GPU,
 "emulated" runs the very same kernel text on NumPy arrays through the CPU
-emulator (cuda/emulate.py, needs g++); "gpu" runs it on CuPy arrays and skips
-without a GPU. tests/test_nvrtc_compile.py compiles every kernel for the GPU with NVRTC.
+emulator (tests/support/cuda_emulator.py, needs g++); "gpu" runs it on CuPy arrays
+and skips without a GPU. tests/test_nvrtc_compile.py compiles every kernel for the
+GPU with NVRTC.
 """
 
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 
 import tinyconvmixer.functional as F
 from tinyconvmixer import Tensor
-from tinyconvmixer.engine import backend
 import cuda_emulator as emulate
+from tinyconvmixer.engine import backend, dispatch
 from tinyconvmixer.fast.cuda import launch
 from tinyconvmixer.gradcheck import gradcheck
 
@@ -40,13 +41,10 @@ def where(request, monkeypatch):
 
 
 def fast_and_plain(fn):
-    """fn() with the kernels on, then off; both results as NumPy arrays."""
+    """fn() with the kernels on, then on the references alone; both results as NumPy arrays."""
     fast = [backend.to_numpy(a) for a in fn()]
-    old = launch.set_enabled(False)
-    try:
+    with dispatch.reference_only():
         plain = [backend.to_numpy(a) for a in fn()]
-    finally:
-        launch.set_enabled(old)
     return fast, plain
 
 

@@ -1,4 +1,4 @@
-"""The strict CuPy stand-in (tests/standin) itself: it refuses what CuPy refuses, looks like CuPy,
+"""The strict CuPy stand-in (tests/support/standin) itself: it refuses what CuPy refuses, looks like CuPy,
 and catches the CuPy-only bugs it exists for.
 
 These tests run only where the GPU module is the stand-in (TINYCONVMIXER_SIMULATE_GPU=1, as
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not getattr(cp, "__standin__", False), reason="the GPU module is not the CuPy stand-in "
     "(run with TINYCONVMIXER_SIMULATE_GPU=1)")]
 
-API = os.path.join(os.path.dirname(__file__), "standin", "cupy_api.json")
+API = os.path.join(os.path.dirname(__file__), "support", "standin", "cupy_api.json")
 
 
 @pytest.fixture
@@ -221,21 +221,17 @@ def test_planted_cupy_only_bugs(monkeypatch, plant):
 
 
 def test_planted_bug_in_a_forward_pass(monkeypatch):
-    """The same in a forward pass: GELU's plain path computing its CDF with SciPy's erf instead of
+    """The same in a forward pass: GELU's reference computing its CDF with SciPy's erf instead of
     backend.erf. On CuPy, scipy.special.erf(device) is a NumPy ufunc call that CuPy cannot
     dispatch (cupy has no `erf`; it lives in cupyx.scipy.special): a TypeError there too."""
     import scipy.special
-    from tinyconvmixer.fast.cuda import launch
+    from tinyconvmixer.engine import dispatch
     from tinyconvmixer.functional import activation
-    monkeypatch.setattr(activation, "normal_cdf_into",
-                        lambda out, x: out.__setitem__(Ellipsis, 0.5 * (1 + scipy.special.erf(x * 0.7071))))
-    old = launch.set_enabled(False)                   # the plain xp path, not the CUDA kernel
-    try:
+    monkeypatch.setattr(activation, "normal_cdf", lambda x: 0.5 * (1 + scipy.special.erf(x * 0.7071)))
+    with dispatch.reference_only():                   # the reference, not a faster variant
         F.gelu(Tensor(np.ones((2, 3), np.float32)))   # the CPU does not notice
         with pytest.raises(TypeError):
             F.gelu(Tensor(dev(np.ones((2, 3)))))
-    finally:
-        launch.set_enabled(old)
 
 
 def test_what_cupy_refuses_that_numpy_would_convert():

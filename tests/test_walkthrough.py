@@ -7,6 +7,11 @@ How the walkthrough is read (the conventions are also stated at the top of walkt
   land there, and TINYCONVMIXER_DATA points into it, so data caches do too).
   stdout is captured per block; NumPy's print options and nn.init's generator are
   restored afterwards, so the rest of the suite is unaffected.
+* The blocks run as a student runs them, in a session that has not imported
+  tinyconvmixer.fast: on the reference ops. conftest.py imports tinyconvmixer.fast
+  for the whole suite, so the blocks run under dispatch.set_fast(False) (the old
+  value comes back afterwards, also when a block fails). A side road that wants
+  the faster variants turns them on itself, in its text.
 * A ```text block that follows a python block with only whitespace in between is
   the output that block must print. A python block without one must print nothing.
 * Comparison: both texts are split into tokens (numbers, and runs of other
@@ -203,9 +208,11 @@ def test_walkthrough_blocks(tmp_path, monkeypatch):
     namespace = {"__name__": "__walkthrough__"}
     problems = []
     printopts = np.get_printoptions()
+    from tinyconvmixer.engine import dispatch
     from tinyconvmixer.nn import init
     generator = init.default_generator()
     timings = []
+    fast_before = dispatch.set_fast(False)      # a student's session: the reference ops
     try:
         for block in BLOCKS:
             if block.lang != "python":
@@ -232,6 +239,7 @@ def test_walkthrough_blocks(tmp_path, monkeypatch):
             elif not output_matches(block.expected.code, got):
                 problems.append(describe(f"python block {block.number}", block, block.expected.code, got))
     finally:
+        dispatch.set_fast(fast_before)
         np.set_printoptions(**printopts)
         init._generator = generator
         if "matplotlib.pyplot" in sys.modules:
