@@ -19,7 +19,7 @@ Figures made from the code alone (deterministic; run from anywhere):
 Figures of a training run (Steps 14-15) need the run's folder, as written by
 `python -m tinyconvmixer.train --out RUN_DIR ...`: its metrics.csv and its
 last.npz checkpoint. They are drawn with the same functions the training
-command uses (tinyconvmixer/plots.py):
+command uses (tinyconvmixer/train/report/plots.py):
 
     run_curves.png       loss, accuracy and learning rate per epoch
     run_filters.png      the patch-embedding filters and depthwise kernels before and after

@@ -138,11 +138,11 @@ def configurations():
     return configs
 
 
-def check(configurations=None, nvrtc=None, workers=2):
+def check(configs=None, nvrtc=None, workers=2):
     """Compile each configuration; returns (rows, problems): one row per kernel, and one
     line per compile error, spill or limit exceeded (none means every kernel is fit to run)."""
     nvrtc = nvrtc or NVRTC()
-    configurations = configurations() if configurations is None else configurations
+    configs = configurations() if configs is None else configs
 
     def one(config):
         name, dtype, defines = config[:3]
@@ -151,7 +151,7 @@ def check(configurations=None, nvrtc=None, workers=2):
 
     rows, problems = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:      # NVRTC programs compile independently
-        results = list(pool.map(one, configurations))
+        results = list(pool.map(one, configs))
     for config, (ok, log, cubin) in results:
         (name, dtype, defines), threads = config[:3], (config[3] if len(config) > 3 else 0)
         where = describe(name, dtype, defines)
