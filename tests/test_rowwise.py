@@ -39,7 +39,8 @@ def run_bn(x, w, b, training, upstream):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
 def test_rows_path_matches_the_plain_path(dtype, shape, training, affine, rng, monkeypatch):
-    monkeypatch.setattr(rowwise, "CHUNK", 1000)       # many blocks of rows, shared among threads
+    monkeypatch.setattr(rowwise, "chunk_elements", lambda *a: 1000)   # many blocks of rows, shared
+    monkeypatch.setenv("TINYCONVMIXER_THREADS", "2")                   # among threads
     x = (2 * rng.standard_normal(shape) + 1).astype(dtype)
     C = shape[1]
     w, b = (rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)) if affine else (None, None)
@@ -80,7 +81,21 @@ def test_batchnorm_function_keeps_no_xhat_on_the_rows_path(rng):
     x = np.ascontiguousarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32).transpose(0, 2, 3, 1))
     f = rowwise.BatchNormCPU(training=True, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)
     f.forward(x.transpose(0, 3, 1, 2))
-    assert np.shares_memory(f.x2, x) and not hasattr(f, "xhat")   # saves the input itself, no copy
+    assert np.shares_memory(f.x2, x) and "xhat" not in vars(f)    # saves the input itself, no copy
+    arrays = [v for v in vars(f).values() if isinstance(v, np.ndarray) and v.size > 3]
+    assert all(np.shares_memory(a, x) for a in arrays)           # and nothing batch-sized of its own
+
+
+def test_mean_var_combines_blocks_without_cancelling(rng, monkeypatch):
+    """Per-block sums about each block's own mean, combined as Chan et al.: the float32 variance
+    of a batch whose blocks have very different means (and a large common offset) stays exact."""
+    monkeypatch.setattr(rowwise, "chunk_elements", lambda *a: 64)       # blocks of 32 rows
+    x = np.concatenate([500 + 0.1 * rng.standard_normal((96, 2)), 520 + 0.1 * rng.standard_normal((64, 2))])
+    x = x.astype(np.float32)
+    mean, var = rowwise.mean_var(x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var, x64.var(axis=0), rtol=1e-4)
 
 
 def test_output_of_a_large_offset_keeps_its_digits(rng):

@@ -4,9 +4,11 @@ A channels-last (N, C, H, W) batch is, in memory, M = N*H*W rows of C channels
 (an (N, C) batch already is). Per-channel work then means: sums down the
 columns, and rows scaled by C-vectors. The reference, functional/normalization.py,
 makes about seven passes over the whole batch with batch-sized temporaries; here
-each block of rows (about 256 KB) goes through all its steps while it is in the
-cache, and the blocks are shared among threads (threads.run_blocks). Partial
-column sums are added in block order, so results do not depend on the threads.
+each block of rows goes through all its steps while it is in the cache (its
+size from the machine's caches, as chunked.py's chunks), with its temporaries
+in one scratch block filled with `out=`, and the blocks are shared among
+threads (threads.run_blocks). Partial column sums are added in block order, so
+results do not depend on the threads.
 
 These are the passes of fast/rows.py's BatchNormRows on the CPU; the same four
 functions exist for the GPU in cuda/batchnorm.py, with kernels.
@@ -18,35 +20,47 @@ import numpy as np
 
 from ...engine import backend
 from ..rows import BatchNormRows, applies, is_rows
+from .chunked import CHUNKS_PER_BLOCK, chunk_elements
 from .threads import add_in_order, run_blocks
 
-CHUNK = 65536                            # elements per block of rows: 256 KB of float32
 
-
-def _row_blocks(fn, M, C):
-    """[fn(r0, r1) for consecutive blocks of rows], computed by the CPU threads, in block order."""
-    rows = max(1, CHUNK // C)
+def _row_blocks(fn, x, arrays=4):
+    """[fn(r0, r1, scratch) for consecutive blocks of rows of the (M, C) array x], computed by
+    the CPU threads, in block order. scratch: a block-sized array of x's dtype for fn's
+    temporaries; `arrays`: how many block-sized arrays fn works on (for the block size)."""
+    M, C = x.shape
+    rows = max(1, chunk_elements(x.dtype.itemsize, arrays) // C)
 
     def run(b0, b1):                                   # one thread's share: several blocks of rows
-        return [fn(r0, min(r0 + rows, b1)) for r0 in range(b0, b1, rows)]
-    shares = run_blocks(run, M, 16 * rows, np)
+        scratch = np.empty((min(rows, b1 - b0), C), dtype=x.dtype)
+        return [fn(r0, min(r0 + rows, b1), scratch[:min(rows, b1 - r0)]) for r0 in range(b0, b1, rows)]
+    shares = run_blocks(run, M, CHUNKS_PER_BLOCK * rows, np)
     return [result for share in shares for result in share]
 
 
 def mean_var(x):
-    """Per-column mean and biased variance of (M, C) x, in two passes: a first mean m, then
-    the sums of d = x - m and of d^2. Their float32 rounding is corrected for, as in the
-    "corrected two-pass" algorithm: mean = m + sum(d)/M, var = (sum(d^2) - sum(d)^2/M) / M."""
-    M, C = x.shape
-    m = add_in_order(_row_blocks(lambda r0, r1: x[r0:r1].sum(axis=0), M, C)) / M
+    """Per-column mean and biased variance of (M, C) x, in one pass over memory.
 
-    def centred_sums(r0, r1):
-        d = x[r0:r1] - m
-        return d.sum(axis=0), (d * d).sum(axis=0)
-    parts = _row_blocks(centred_sums, M, C)
-    s1, s2 = add_in_order([p[0] for p in parts]), add_in_order([p[1] for p in parts])
-    xp = backend.get_array_module(x)
-    return m + s1 / M, xp.maximum((s2 - s1 * s1 / M) / M, 0)     # rounding can dip below 0
+    Each block of rows, while it is in the cache, gives its own mean m_b (its column sums
+    over its n_b rows) and, from d = x - m_b, the sums s_b = sum d (what the rounding of
+    m_b left over) and q_b = sum d^2 - s_b^2 / n_b (the sum of squares about the block's
+    exact mean): a second pass, but over the cache. The blocks then combine in float64,
+    without cancellation (Chan et al.'s parallel variance):
+        mean = sum over blocks of (n_b m_b + s_b) / M,
+        M var = sum over blocks of  q_b + n_b (m_b + s_b / n_b - mean)^2."""
+    M, C = x.shape
+
+    def block_sums(r0, r1, d):
+        n = r1 - r0
+        m = x[r0:r1].sum(axis=0) / n
+        np.subtract(x[r0:r1], m, out=d)
+        s = d.sum(axis=0, dtype=np.float64)
+        d *= d
+        return n, m + s / n, d.sum(axis=0, dtype=np.float64) - s * s / n
+    parts = _row_blocks(block_sums, x, 2)
+    mean = add_in_order([n * m for n, m, _ in parts]) / M
+    spread = add_in_order([q + n * (m - mean) ** 2 for n, m, q in parts])
+    return mean.astype(x.dtype), (spread / M).astype(x.dtype)
 
 
 def normalize(x, mean, scale, shift):
@@ -55,12 +69,12 @@ def normalize(x, mean, scale, shift):
     xp = backend.get_array_module(x)
     y = xp.empty_like(x)
 
-    def run(r0, r1):
+    def run(r0, r1, _):
         out = y[r0:r1]
         xp.subtract(x[r0:r1], mean, out=out)
         out *= scale
         out += shift
-    _row_blocks(run, *x.shape)
+    _row_blocks(run, x, 2)
     return y
 
 
@@ -69,9 +83,10 @@ def grad_sums(g, x, mean):
     |mean| is large against the spread, that difference cancels float32 digits.)"""
     xp = backend.get_array_module(g)
 
-    def sums(r0, r1):
-        return g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], x[r0:r1] - mean)
-    parts = _row_blocks(sums, *g.shape)
+    def sums(r0, r1, d):
+        xp.subtract(x[r0:r1], mean, out=d)
+        return g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], d)
+    parts = _row_blocks(sums, g, 3)
     return add_in_order([p[0] for p in parts]), add_in_order([p[1] for p in parts])
 
 
@@ -80,14 +95,14 @@ def backward(g, x, mean, kg, kx, k0):
     xp = backend.get_array_module(g)
     dx = xp.empty_like(g)
 
-    def run(r0, r1):
+    def run(r0, r1, centred):
         out = dx[r0:r1]
-        centred = x[r0:r1] - mean
+        xp.subtract(x[r0:r1], mean, out=centred)
         centred *= kx
         xp.multiply(g[r0:r1], kg, out=out)
         out -= centred
         out -= k0
-    _row_blocks(run, *g.shape)
+    _row_blocks(run, g, 4)
     return dx
 
 
