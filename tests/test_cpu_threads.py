@@ -46,7 +46,7 @@ def test_the_pool_works_in_a_forked_child(monkeypatch):
 
 
 def test_depthwise_with_many_blocks_matches_one_block(monkeypatch, rng):
-    """The threaded path: blocks of one image, partial weight gradients added in order."""
+    """The threaded path: bands of rows of one image, partial weight gradients added in order."""
     x = rng.standard_normal((5, 3, 6, 7))
     w, b = rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
     g = rng.standard_normal((5, 3, 6, 7))
@@ -57,11 +57,14 @@ def test_depthwise_with_many_blocks_matches_one_block(monkeypatch, rng):
         y.backward(Tensor(g))
         return y.data, X.grad, W.grad, B.grad
     assert dispatch.pick(DepthwiseConv2d, x, w, b, stride=(1, 1), padding=(1, 1)) is depthwise.DepthwiseBlocked
-    monkeypatch.setattr(depthwise, "_block_size", lambda x: x.shape[0])
+    monkeypatch.setenv("TINYCONVMIXER_THREADS", "1")
+    monkeypatch.setattr(depthwise.machine, "core_cache_bytes", lambda: 2 ** 30)
+    assert depthwise.tiles(5, 6, 7, 3, (3, 3), 8) == [(0, 3, 0, 6), (3, 5, 0, 6)]   # whole images
     one = run()
-    monkeypatch.setattr(depthwise, "_block_size", lambda x: 1)
+    monkeypatch.setattr(depthwise.machine, "core_cache_bytes", lambda: 1800)
+    assert depthwise.tiles(5, 6, 7, 3, (3, 3), 8)[:3] == [(0, 1, 0, 2), (0, 1, 2, 4), (0, 1, 4, 6)]
     monkeypatch.setenv("TINYCONVMIXER_THREADS", "2")
-    many = run()
+    many = run()                                       # bands of 2 rows of one image each
     for a, c in zip(one, many):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
     X, W = Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)

@@ -1,110 +1,155 @@
-"""Depthwise convolution on the CPU in blocks of images: the variant of functional/depthwise.py.
+"""Depthwise convolution on the CPU in cache-sized tiles: the variant of functional/depthwise.py.
 
 The same multiply-adds of shifted views as the reference, arranged for the
-cache and the cores:
+cache and the cores (stride 1, padding at most the kernel size - 1: ConvMixer's
+"same" convolutions; other settings keep the reference):
 
-* The batch is cut into blocks of a few images, small enough that the input
-  tile, the output tile and one scratch buffer stay in the L2/L3 caches for all
-  taps, and the blocks are shared among threads (NumPy releases the GIL inside
-  its loops, and takes it back between calls: blocks that are too small make
-  many short calls, and the threads then wait for each other; see _block_size).
+* The output is cut into tiles: a few whole images, or for large images a band
+  of output rows of one image, small enough that the tile's padded input, its
+  output and one scratch buffer stay in the core's cache (machine.py) for all
+  kh*kw taps. The tiles are shared among threads (threads.run_blocks; NumPy
+  releases the GIL inside its loops).
+* No padded copy of the batch is made, nor kept for the backward pass: each
+  tile's padded input is built in a per-thread buffer whose zero borders are
+  written once. The backward pass keeps the input itself (which the tape holds
+  anyway), the tap weights and nothing else.
+* The input's gradient is the same correlation again, of g with the flipped
+  kernel (padding kh-1-ph): dx[a, b] = sum over taps of g[a + ph - i, b + pw - j]
+  w[i, j] (see the reference), so it runs on the same tiles, each writing its
+  own rows of dx. The weight gradient of a tap is one einsum per tile (the
+  product and the sum fused), added in tile order, so the result does not
+  depend on the threads.
 * The weight of a tap is a C-vector; it is tiled to a (Wo, C) row once per
   call, because NumPy multiplies two arrays whose last two axes are both
   contiguous in one long inner loop, but repeats a short C-long loop for a
   broadcast C-vector (2.4x slower, measured).
-* Each tap's product goes into one scratch buffer (no new array per tap), and
-  the weight gradient of a tap is one einsum (the product and the sum fused).
-
-Per-block partial weight gradients are added in block order, so the result
-does not depend on the threads.
 """
+
+import threading
 
 import numpy as np
 
 from ...engine import backend
 from ...functional.depthwise import DepthwiseConv2d, output_hw
-from ...functional.im2col import tap_slices
+from . import machine
 from .threads import add_in_order, run_blocks
+
+_local = threading.local()         # per-thread tile buffers (see _padded_tile)
 
 
 class DepthwiseBlocked(DepthwiseConv2d):
-    """Depthwise conv by blocks of images on the CPU's threads."""
+    """Depthwise conv by cache-sized tiles on the CPU's threads (stride 1)."""
 
     def forward(self, x, w, b=None):
         xp = backend.get_array_module(x)
-        N, C, H, W = x.shape
+        N, C, _, _ = x.shape
         kh, kw = w.shape[2:]
-        ph, pw = self.padding
         Ho, Wo = output_hw(x.shape, (kh, kw), self.stride, self.padding)
-        xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)     # padded input, NHWC
-        xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
-        wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()              # (kh, kw, C): a C-vector per tap
-        wrow = _tile_rows(xp, wt, Wo)                                     # (kh, kw, Wo, C)
+        xh = x.transpose(0, 2, 3, 1)                                     # NHWC view: no copy
+        wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()              # (kh, kw, C)
         out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
-        block = _block_size(x)
-
-        def run(n0, n1):
-            xs, o = xh[n0:n1], out[n0:n1]
-            t = xp.empty_like(o)                                          # scratch, cache-sized
-            for i in range(kh):
-                for j in range(kw):
-                    rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
-                    tap = xs[:, rows, cols]                               # (block, Ho, Wo, C) view
-                    if i == 0 and j == 0:
-                        xp.multiply(tap, wrow[0, 0], out=o)
-                    else:
-                        xp.multiply(tap, wrow[i, j], out=t)
-                        o += t
-        run_blocks(run, N, block, xp)
-        if b is not None:
-            out += b
-        self.xh, self.wt, self.wrow, self.out_hw, self.block = xh, wt, wrow, (Ho, Wo), block
+        correlate(xh, wt, self.padding, out, bias=b)
+        self.xh, self.wt = xh, wt
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
-        N, Hp, Wp, _ = self.xh.shape
+        N, H, W, _ = self.xh.shape
+        ph, pw = self.padding
         gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
-        dxh = xp.zeros_like(self.xh)
+        dx = xp.empty((N, H, W, C), dtype=g.dtype)
+        flipped = xp.ascontiguousarray(self.wt[::-1, ::-1])
+        correlate(gh, flipped, (kh - 1 - ph, kw - 1 - pw), dx)           # dx: g with the flipped kernel
+        dwt = weight_grad(self.xh, gh, (kh, kw), self.padding)
+        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
+        return dx.transpose(0, 3, 1, 2), dw, gh.reshape(-1, C).sum(axis=0)
 
-        def run(n0, n1):
-            gs, xs, dxs = gh[n0:n1], self.xh[n0:n1], dxh[n0:n1]
-            t = xp.empty_like(gs)
-            dwt = xp.empty_like(self.wt)
+
+def when(x, w, b=None, stride=(1, 1), padding=(0, 0), **settings):
+    kh, kw = w.shape[2:]
+    return (backend.get_array_module(x) is np and tuple(stride) == (1, 1)
+            and 0 <= padding[0] <= kh - 1 and 0 <= padding[1] <= kw - 1)
+
+
+# ----- tiles ----------------------------------------------------------------------------------
+def tiles(N, Ho, Wo, C, kernel, itemsize):
+    """[(n0, n1, h0, h1)]: images n0..n1, output rows h0..h1, each tile's working set (padded
+    input rows, output rows and a scratch copy of them) within one core's cache budget."""
+    kh, kw = kernel
+    row_in, row_out = (Wo + kw - 1) * C * itemsize, Wo * C * itemsize
+    budget = machine.core_cache_bytes()
+    per_image = (Ho + kh - 1) * row_in + 2 * Ho * row_out
+    if per_image <= budget:                                  # whole images, as many as fit
+        n = max(1, min(N, budget // per_image, -(-N // 2)))  # (and at least two tiles)
+        return [(n0, min(n0 + n, N), 0, Ho) for n0 in range(0, N, n)]
+    rows = max(1, (budget - (kh - 1) * row_in) // (row_in + 2 * row_out))
+    return [(n, n + 1, h0, min(h0 + rows, Ho)) for n in range(N) for h0 in range(0, Ho, rows)]
+
+
+def _padded_tile(src, n0, n1, h0, h1, kernel, padding):
+    """The padded input that output rows h0..h1 of images n0..n1 see: (n, h1-h0+kh-1, W+2pw, C),
+    in this thread's buffer (its left and right pw zero columns are never overwritten: the
+    buffer is made again only where its width, dtype or size does not fit)."""
+    (kh, kw), (ph, pw) = kernel, padding
+    _, H, W, C = src.shape
+    shape = (n1 - n0, h1 - h0 + kh - 1, W + 2 * pw, C)
+    buf = getattr(_local, "tile", None)
+    if (buf is None or buf.dtype != src.dtype or buf.shape[2:] != shape[2:]
+            or buf.shape[0] < shape[0] or buf.shape[1] < shape[1]):
+        buf = _local.tile = np.zeros(shape, dtype=src.dtype)
+    tile = buf[:shape[0], :shape[1]]
+    r0, r1 = max(0, h0 - ph), min(H, h1 + kh - 1 - ph)              # input rows inside the image
+    top, bottom = r0 - (h0 - ph), (h1 + kh - 1 - ph) - r1            # padding rows above, below
+    tile[:, :top] = 0
+    tile[:, shape[1] - bottom:] = 0
+    tile[:, top:shape[1] - bottom, pw:pw + W] = src[n0:n1, r0:r1]
+    return tile
+
+
+def correlate(src, taps, padding, out, bias=None):
+    """out[n, h, w] = sum over taps (i, j) of src_padded[n, h + i, w + j] * taps[i, j] (+ bias),
+    for src (N, H, W, C), taps (kh, kw, C), out (N, Ho, Wo, C), stride 1, tile by tile."""
+    N, Ho, Wo, C = out.shape
+    kh, kw, _ = taps.shape
+    wrow = np.ascontiguousarray(np.broadcast_to(taps[:, :, None, :], (kh, kw, Wo, C)))
+    work = tiles(N, Ho, Wo, C, (kh, kw), src.dtype.itemsize)
+
+    def run(t0, t1):
+        for n0, n1, h0, h1 in work[t0:t1]:
+            tile = _padded_tile(src, n0, n1, h0, h1, (kh, kw), padding)
+            o = out[n0:n1, h0:h1]
+            t = np.empty_like(o)
+            rows = h1 - h0
             for i in range(kh):
                 for j in range(kw):
-                    taps = (slice(None),) + tap_slices(i, j, (Ho, Wo), self.stride)
-                    # dW[tap] = sum over (n, h, w) of g * input at tap; einsum fuses the
-                    # product and the sum, so no (block, Ho, Wo, C) product is written
-                    dwt[i, j] = xp.einsum("nhwc,nhwc->c", xs[taps], gs)
-                    xp.multiply(gs, self.wrow[i, j], out=t)              # dX[tap] += g * W[tap]
-                    dxs[taps] += t
-            return dwt                                                   # this block's part of dW
-        parts = run_blocks(run, N, self.block, xp)
-        dwt = add_in_order(parts) if parts else xp.zeros_like(self.wt)    # (an empty batch)
-        dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
-        dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
-        return dx, dw, gh.reshape(-1, C).sum(axis=0)
+                    view = tile[:, i:i + rows, j:j + Wo]                   # (n, rows, Wo, C)
+                    if i == 0 and j == 0:
+                        np.multiply(view, wrow[0, 0], out=o)
+                        if bias is not None:
+                            o += bias
+                    else:
+                        np.multiply(view, wrow[i, j], out=t)
+                        o += t
+    run_blocks(run, len(work), 1, np)
 
 
-def when(x, w, b=None, **settings):
-    return backend.get_array_module(x) is np
+def weight_grad(src, g, kernel, padding):
+    """(kh, kw, C): dW[i, j] = sum over n, h, w of g[n, h, w] * src_padded[n, h + i, w + j]."""
+    N, Ho, Wo, C = g.shape
+    kh, kw = kernel
+    work = tiles(N, Ho, Wo, C, kernel, src.dtype.itemsize)
 
-
-def _tile_rows(xp, wt, width):
-    """(kh, kw, C) tap weights -> (kh, kw, width, C): each C-vector repeated along a row."""
-    kh, kw, C = wt.shape
-    return xp.ascontiguousarray(xp.broadcast_to(wt[:, :, None, :], (kh, kw, width, C)))
-
-
-def _block_size(x):
-    """Images per block: about 1 MB of input.
-
-    Measured on the 2-core machine (k=5 training step): 256 KB blocks ran as fast
-    as 1 MB ones while both threads had a core to themselves, but 1.5x slower when
-    they did not (4x as many NumPy calls, each handing the GIL over); 1 MB blocks
-    still fit the 32 MB L3 cache."""
-    per_image = max(1, x.size // max(1, x.shape[0])) * x.dtype.itemsize
-    return max(1, min(x.shape[0], (1024 * 1024) // per_image))
+    def run(t0, t1):
+        parts = []
+        for n0, n1, h0, h1 in work[t0:t1]:
+            tile = _padded_tile(src, n0, n1, h0, h1, kernel, padding)
+            gs, rows = g[n0:n1, h0:h1], h1 - h0
+            dwt = np.empty((kh, kw, C), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):   # einsum fuses the product and the sum: no product array
+                    dwt[i, j] = np.einsum("nhwc,nhwc->c", tile[:, i:i + rows, j:j + Wo], gs)
+            parts.append(dwt)
+        return parts
+    parts = [p for share in run_blocks(run, len(work), 1, np) for p in share]
+    return add_in_order(parts) if parts else np.zeros((kh, kw, C), dtype=g.dtype)
