@@ -181,15 +181,24 @@ def test_convmixer_block_gradcheck_through_the_kernels(where, rng):
     assert {"depthwise", "gelu", "batchnorm"} <= set(compiled)
 
 
-def test_gelu_without_grad_skips_the_slope(where, rng):
+def test_gelu_keeps_only_its_input_and_nothing_without_grad(where, rng):
     from tinyconvmixer import no_grad
     xp, compiled = where
     x = xp.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
-    with_grad = F.gelu(Tensor(x, requires_grad=True))
+    X = Tensor(x, requires_grad=True)
+    with_grad = F.gelu(X)
     with no_grad():
         without = F.gelu(Tensor(x, requires_grad=True))
     np.testing.assert_array_equal(backend.to_numpy(without.data), backend.to_numpy(with_grad.data))
-    assert with_grad._fn.slope is not None and without._fn is None and "gelu" in compiled
+    assert without._fn is None and "gelu" in compiled
+    saved = {k: v for k, v in vars(with_grad._fn).items() if isinstance(v, type(x))}
+    assert list(saved) == ["x"] and saved["x"] is x          # the input (on the tape), no slope array
+    launches = compiled.count("gelu")
+    with_grad.backward(Tensor(xp.ones_like(x)))
+    assert compiled.count("gelu") == launches + 1             # the backward pass: one more kernel
+    R = Tensor(backend.to_numpy(x).astype(np.float64), requires_grad=True)
+    F.gelu(R).backward(Tensor(np.ones(x.shape)))
+    np.testing.assert_allclose(backend.to_numpy(X.grad), R.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_gelu_kernel_on_size_one_axes_with_odd_strides(where):

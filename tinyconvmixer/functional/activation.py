@@ -7,15 +7,17 @@ weights each input by the probability that a standard normal falls below it.
           whose slope is (1 + t) / 2 + x (1 - t^2) u' / 2  with t = tanh(u),
           u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 
-The forward pass computes the output and the local slope dy/dx together and
-saves only the slope, so the backward pass is one multiplication, g * slope,
-and a single array per GELU waits for the backward pass. (When no backward pass
-will follow, under no_grad(), it computes the output alone.)
+The forward pass computes the output alone and keeps only its input x, which
+the tape holds anyway (it is this node's input). The backward pass computes the
+local slope dy/dx from x when it needs it (`slope`, below) and multiplies:
+g * slope. So no array of its own per GELU waits for the backward pass, as in
+PyTorch; the price is computing Phi(x) a second time.
 
 This plain code is the reference; fast/ has faster variants of it (cache-sized
 chunks and a quicker erf on the CPU, one CUDA kernel on the GPU).
 """
 
+import functools
 import math
 
 from ..engine import Function, Tensor, backend
@@ -34,22 +36,24 @@ class GELU(Function):
     """Setting: approximate ('none' or 'tanh')."""
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
+        self.x = x
         if self.approximate == "tanh":
-            t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
-            y = x * (0.5 * (1.0 + t))
-            if self.recording:
-                du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * (x * x))
-                self.slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
-            return y
-        cdf = normal_cdf(x)
-        y = x * cdf
-        if self.recording:                          # Phi(x) + x phi(x): the product rule
-            self.slope = cdf + x * (xp.exp(-0.5 * (x * x)) * _INV_SQRT_2PI)
-        return y
+            t = backend.get_array_module(x).tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
+            return x * (0.5 * (1.0 + t))
+        return x * normal_cdf(x)
 
     def backward(self, g):
         return g * self.slope
+
+    @functools.cached_property
+    def slope(self):
+        """dGELU/dx at the saved input x, computed when the backward pass first asks for it."""
+        x, xp = self.x, backend.get_array_module(self.x)
+        if self.approximate == "tanh":
+            t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
+            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * (x * x))
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+        return normal_cdf(x) + x * (xp.exp(-0.5 * (x * x)) * _INV_SQRT_2PI)   # the product rule
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

@@ -35,17 +35,27 @@ def output_hw(x_shape, kernel, stride, padding):
     return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
+def padded_nhwc(x, padding):
+    """The (N, C, H, W) input x zero-padded by (ph, pw), in NHWC memory: (N, H+2ph, W+2pw, C)."""
+    xp = backend.get_array_module(x)
+    (N, C, H, W), (ph, pw) = x.shape, padding
+    xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)
+    xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
+    return xh
+
+
 class DepthwiseConv2d(Function):
-    """Settings: stride, padding (pairs), groups (== channels)."""
+    """Settings: stride, padding (pairs), groups (== channels).
+
+    The backward pass pads the input again rather than keeping the padded copy: the
+    input itself is on the tape anyway, so only the tap weights are saved."""
 
     def forward(self, x, w, b=None):
         xp = backend.get_array_module(x)
         N, C, H, W = x.shape
         kh, kw = w.shape[2:]
-        ph, pw = self.padding
         Ho, Wo = output_hw(x.shape, (kh, kw), self.stride, self.padding)
-        xh = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)     # padded input, NHWC
-        xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
+        xh = padded_nhwc(x, self.padding)                                 # (N, Hp, Wp, C)
         wt = w.reshape(C, kh, kw).transpose(1, 2, 0)                     # (kh, kw, C): a C-vector per tap
         out = xp.zeros((N, Ho, Wo, C), dtype=x.dtype)
         for i in range(kh):
@@ -54,21 +64,22 @@ class DepthwiseConv2d(Function):
                 out += xh[:, rows, cols] * wt[i, j]                      # (N, Ho, Wo, C) view * (C,)
         if b is not None:
             out += b
-        self.xh, self.wt, self.out_hw = xh, wt, (Ho, Wo)
+        self.x, self.wt, self.out_hw = x, wt, (Ho, Wo)
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
         (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
-        N, Hp, Wp, _ = self.xh.shape
+        xh = padded_nhwc(self.x, self.padding)                           # (N, Hp, Wp, C) again
+        N, Hp, Wp, _ = xh.shape
         gh = g.transpose(0, 2, 3, 1)                                     # (N, Ho, Wo, C)
-        dxh = xp.zeros_like(self.xh)
+        dxh = xp.zeros_like(xh)
         dwt = xp.zeros_like(self.wt)
         for i in range(kh):
             for j in range(kw):
                 rows, cols = tap_slices(i, j, (Ho, Wo), self.stride)
-                dwt[i, j] = (self.xh[:, rows, cols] * gh).sum(axis=(0, 1, 2))
+                dwt[i, j] = (xh[:, rows, cols] * gh).sum(axis=(0, 1, 2))
                 dxh[:, rows, cols] += gh * self.wt[i, j]
         dx = dxh[:, ph:Hp - ph, pw:Wp - pw, :].transpose(0, 3, 1, 2)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)

@@ -41,12 +41,12 @@ class BatchNorm(Function):
             xc = x - mean.reshape(cs)                 # centred input (N, C, H, W)
             var = (xc * xc).mean(axis=axes)          # biased: divide by M
             self._update_running(mean, var, x.size // x.shape[1])
-        else:
-            mean, var = self.running_mean, self.running_var
+        else:                                        # (a copy: the buffer may change before backward)
+            mean, var = self.running_mean.copy(), self.running_var
             xc = x - mean.reshape(cs)
         self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(cs)
         xc *= self.invstd                            # in place: xc becomes xhat (no new array)
-        self.xhat = xc
+        self.x, self.mean = x, mean                  # x is on the tape anyway: xhat is not kept
         self.axes, self.cs, self.weight = axes, cs, weight
         if weight is None:
             return xc if bias is None else xc + bias.reshape(cs)
@@ -54,6 +54,12 @@ class BatchNorm(Function):
         if bias is not None:
             y += bias.reshape(cs)
         return y
+
+    @property
+    def xhat(self):
+        """(x - mean) * invstd, computed again from the saved input when backward asks for it,
+        so that no xhat array waits for the backward pass."""
+        return (self.x - self.mean.reshape(self.cs)) * self.invstd
 
     def _update_running(self, mean, var, M):
         if self.running_mean is not None:            # update in place: they are module buffers

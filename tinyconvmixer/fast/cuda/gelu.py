@@ -1,8 +1,10 @@
-"""Exact GELU and its slope in one pass, with the kernel of gelu.cu.
+"""Exact GELU with the kernels of gelu.cu: the output in one pass, the input's gradient in another.
 
 GELUKernel (below) is the variant of functional/activation.py's GELU that
-runs it, registered for exact GELU on arrays the kernels take (launch.active);
-the reference's plain xp code is what the kernel is tested against.
+runs them, registered for exact GELU on arrays the kernels take (launch.active);
+the reference's plain xp code is what the kernels are tested against. As the
+reference, it keeps only its input (on the tape anyway) for the backward pass,
+which recomputes the slope from it inside the kernel: no slope array.
 """
 
 from ...engine import backend
@@ -11,31 +13,50 @@ from ..cpu.chunked import memory_order_views
 from . import launch
 
 
+def _flat(*arrays, outputs=1):
+    """(outs, views): `outputs` new arrays in the layout of arrays[0], and 1-D views of the outs
+    and the arrays in memory order. Where they do not share one dense layout (gaps, odd
+    strides), everything is done again on C-order copies."""
+    xp = backend.get_array_module(*arrays)
+    for attempt in ("as is", "C order"):
+        if attempt == "C order":
+            arrays = [xp.ascontiguousarray(a) for a in arrays]
+        outs = [xp.empty_like(arrays[0]) for _ in range(outputs)]
+        views = memory_order_views(outs + list(arrays))
+        if views is not None:
+            return outs, views
+
+
 def forward(x, want_slope=True):
     """(y, slope): GELU(x) and dGELU/dx (None unless want_slope), in x's memory layout
     where x is dense (any axis order), else in C order."""
-    xp = backend.get_array_module(x)
-    for attempt in ("as is", "C order"):
-        if attempt == "C order":                   # gaps or odd strides: work on a C-order copy
-            x = xp.ascontiguousarray(x)
-        y = xp.empty_like(x)
-        slope = xp.empty_like(x) if want_slope else y      # y stands in; the kernel will not write it
-        views = memory_order_views([y, slope, x])
-        if views is not None:
-            break
-    fy, fslope, fx = views
+    outs, views = _flat(x, outputs=2 if want_slope else 1)
+    fy, fx = views[0], views[-1]
+    fslope = views[1] if want_slope else fy          # y stands in; the kernel will not write it
     n = fx.size
     kernel = launch.kernel("gelu", "gelu_forward", x.dtype)
     kernel(*launch.grid_stride(n), (fx, fy, fslope, launch.i64(n), launch.i32(want_slope)))
-    return y, (slope if want_slope else None)
+    return outs[0], (outs[1] if want_slope else None)
+
+
+def backward(x, g):
+    """dx = g * dGELU/dx at x, in g's memory layout where x and g share it, else in C order."""
+    (dx,), (fdx, fg, fx) = _flat(g, x)
+    n = fx.size
+    launch.kernel("gelu", "gelu_backward", x.dtype)(*launch.grid_stride(n), (fx, fg, fdx, launch.i64(n)))
+    return dx
 
 
 class GELUKernel(GELU):
-    """Exact GELU by the kernel of gelu.cu: the output and the slope in one pass."""
+    """Exact GELU by the kernels of gelu.cu, keeping only the input for the backward pass."""
 
     def forward(self, x):
-        y, self.slope = forward(x, want_slope=self.recording)
+        y, _ = forward(x, want_slope=False)
+        self.x = x
         return y
+
+    def backward(self, g):
+        return backward(self.x, g)
 
 
 def when(x, approximate="none", **settings):
