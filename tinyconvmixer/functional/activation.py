@@ -37,10 +37,14 @@ class GELU(Function):
 
     def forward(self, x):
         self.x = x
+        xp = backend.get_array_module(x)
         if self.approximate == "tanh":
-            t = backend.get_array_module(x).tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
-            return x * (0.5 * (1.0 + t))
-        return x * normal_cdf(x)
+            t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
+            phi = 0.5 * (1.0 + t)
+        else:
+            phi = normal_cdf(x)
+        return xp.multiply(x, phi, out=xp.empty_like(x))    # y in x's memory layout (channels-last
+                                                            # stays so; CuPy's x * phi is C order)
 
     def backward(self, g):
         return g * self.slope

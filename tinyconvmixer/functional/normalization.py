@@ -36,21 +36,24 @@ class BatchNorm(Function):
         xp = backend.get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
         cs = _channel_shape(x)
+        # y = weight * xhat + bias is built step by step in one new array, of x's memory layout
+        # (channels-last stays channels-last; CuPy's x - mean would be C order) and of the
+        # dtype NumPy's type promotion gives x, weight and bias together:
+        dtype = xp.result_type(x, *[a for a in (weight, bias) if a is not None])
         if self.training:
             mean = x.mean(axis=axes)
-            xc = x - mean.reshape(cs)                 # centred input (N, C, H, W)
-            var = (xc * xc).mean(axis=axes)          # biased: divide by M
-            self._update_running(mean, var, x.size // x.shape[1])
         else:                                        # (a copy: the buffer may change before backward)
             mean, var = self.running_mean.copy(), self.running_var
-            xc = x - mean.reshape(cs)
+        y = xp.subtract(x, mean.reshape(cs), out=xp.empty_like(x, dtype=dtype))   # centred input
+        if self.training:
+            var = (y * y).mean(axis=axes)            # biased: divide by M
+            self._update_running(mean, var, x.size // x.shape[1])
         self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(cs)
-        xc *= self.invstd                            # in place: xc becomes xhat (no new array)
         self.x, self.mean = x, mean                  # x is on the tape anyway: xhat is not kept
         self.axes, self.cs, self.weight = axes, cs, weight
-        if weight is None:
-            return xc if bias is None else xc + bias.reshape(cs)
-        y = xc * weight.reshape(cs)
+        y *= self.invstd                             # xhat
+        if weight is not None:
+            y *= weight.reshape(cs)
         if bias is not None:
             y += bias.reshape(cs)
         return y
