@@ -10,16 +10,10 @@ backward pass gets the slope back from those two with one exp and no erf:
 
 (where |x| < 1e-30, h is Phi(0) = 1/2). Both passes run chunk by chunk on the
 CPU's threads (chunked.py), with every temporary a scratch chunk filled with
-`out=`. For float32, Phi in the forward pass is a rational function instead of
-SciPy's erf, which costs about 12 ns an element here (NumPy's exp about 4 ns,
-its multiply 0.25 ns, on the project's AMD EPYC):
-
-    Phi(x) = 1/2 + x P(x^2) / Q(x^2),  x clamped to +-4 sqrt 2
-
-with P of degree 6 and Q of degree 4 in x^2: the float32 erf of Eigen and XLA,
-rescaled from erf(z) to Phi(x) = (1 + erf(x / sqrt 2)) / 2. Its largest error
-is 4e-8 (against float64); beyond the clamp Phi is 1 or about 3e-8, so y there
-is within half an ulp of x or of 0 * x. float64 keeps the reference's erf.
+`out=`. For float32, Phi in the forward pass is normal_cdf.py's rational
+function instead of SciPy's erf (no transcendental call at all; beyond its
+clamp, |x| > 4 sqrt 2, y is within an ulp of x or of 0); float64 keeps the
+reference's erf.
 """
 
 import math
@@ -27,27 +21,14 @@ import math
 import numpy as np
 
 from ...engine import backend
-from ...functional.activation import GELU, normal_cdf
+from ...functional.activation import GELU
 from .chunked import chunked_map
+from .normal_cdf import constant as _k, normal_cdf_into
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _C = 0.044715
 _TINY = 1e-30                    # below this |x|, y / x is no longer Phi(x) (0/0, subnormals)
-_LIMIT = 4.0 * math.sqrt(2.0)    # the rational Phi is fitted on [-_LIMIT, _LIMIT]
-_P = (1.0557466595229365e-10, -2.145990474565118e-08, 3.254634397810506e-06,
-      0.00017636187818949488, 0.0045542093071183655, 0.036615067979520334, 0.3989422545398019)
-_Q = (6.38202694858039e-05, 0.001869768301664804, 0.029492775302725233, 0.2584459884133409, 1.0)
-
-_constants = {}
-
-
-def _k(value, dtype):
-    """value as a 0-d array of dtype: NumPy's cheapest operand (no conversion per call)."""
-    key = (value, dtype)
-    if key not in _constants:
-        _constants[key] = np.array(value, dtype=dtype)
-    return _constants[key]
 
 
 class GELUChunked(GELU):
@@ -69,28 +50,9 @@ def when(x, **settings):
     return backend.get_array_module(x) is np
 
 
-def _phi_into(out, x, xc, x2, q):
-    """out = Phi(x): the rational function for float32 (xc, x2, q: scratch), else SciPy's erf."""
-    if x.dtype != np.float32:
-        out[...] = normal_cdf(x)
-        return
-    d = x.dtype
-    np.clip(x, _k(-_LIMIT, d), _k(_LIMIT, d), out=xc)
-    np.multiply(xc, xc, out=x2)
-    for p, coefficients in ((out, _P), (q, _Q)):     # Horner: P(x^2) and Q(x^2)
-        np.multiply(x2, _k(coefficients[0], d), out=p)
-        p += _k(coefficients[1], d)
-        for c in coefficients[2:]:
-            p *= x2
-            p += _k(c, d)
-    out *= xc
-    out /= q
-    out += _k(0.5, d)
-
-
 def _exact_value(y, x, xc, x2, q):
     """y = x Phi(x)."""
-    _phi_into(y, x, xc, x2, q)
+    normal_cdf_into(y, x, xc, x2, q)
     y *= x
 
 
