@@ -18,13 +18,9 @@ device's measured peaks (a large matrix product, a large copy). Results go to
 a JSON file. Without torch installed, only tinyconvmixer is timed.
 """
 
-import os
-
-# Before NumPy loads OpenBLAS (fast/cpu/tuning.py says why): for both sides, as every setting here.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "8")
-
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -39,7 +35,7 @@ import tinyconvmixer.fast                                           # noqa: E402
 import tinyconvmixer.functional as F                                # noqa: E402
 from tinyconvmixer import Tensor, nn, optim                         # noqa: E402
 from tinyconvmixer.engine import backend                            # noqa: E402
-from tinyconvmixer.fast.cpu import tuning                           # noqa: E402
+from tinyconvmixer.fast.cpu import blas, tuning                     # noqa: E402
 from tinyconvmixer.fast.cuda import launch                          # noqa: E402
 
 try:
@@ -317,7 +313,9 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
     # The CPU settings of fast/cpu/tuning.py apply to the whole process, PyTorch included.
+    # OpenBLAS's threads need no setting before NumPy loads (fast/cpu/blas.py), so none is made.
     settings = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+                "openblas_threads": blas.threads(),
                 "keep_freed_memory": tuning.keep_freed_memory() if args.device == "cpu" else None}
 
     rng = np.random.default_rng(0)
