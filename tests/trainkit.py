@@ -11,9 +11,9 @@ from tinyconvmixer.train import run as run_module
 from tinyconvmixer.train.checkpoint import load_checkpoint
 from tinyconvmixer.train.files.runlog import read_metrics
 
-# 240 training images in batches of 40: 6 batches per epoch.
-TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--hdim", "8", "--depth", "1",
-        "--kernel-size", "3", "--patch-size", "4", "--batch-size", "40", "--eval-batch-size", "64",
+# 240 training images in batches of 40: 6 batches per epoch; 50 validation images choose best.npz.
+TINY = ["--data", "sample", "--train-subset", "240", "--test-subset", "100", "--val-split", "50", "--hdim", "8",
+        "--depth", "1", "--kernel-size", "3", "--patch-size", "4", "--batch-size", "40", "--eval-batch-size", "64",
         "--epochs", "2", "--ra-n", "1", "--ra-m", "6", "--device", "cpu"]
 BATCHES = 6
 TIMING = ("seconds", "images_per_s")
@@ -55,9 +55,18 @@ def same_checkpoint(path_a, path_b):
 
 
 def same_run(folder_a, folder_b):
+    """The same metrics, last.npz and best.npz (or none in both), and summaries that agree."""
+    import json
+
     same_metrics(read_metrics(folder_a / "metrics.csv"), read_metrics(folder_b / "metrics.csv"))
     same_checkpoint(folder_a / "last.npz", folder_b / "last.npz")
-    same_checkpoint(folder_a / "best.npz", folder_b / "best.npz")
+    assert (folder_a / "best.npz").exists() == (folder_b / "best.npz").exists()
+    if (folder_a / "best.npz").exists():
+        same_checkpoint(folder_a / "best.npz", folder_b / "best.npz")
+    if (folder_a / "summary.json").exists() or (folder_b / "summary.json").exists():
+        a, b = (json.loads((f / "summary.json").read_text()) for f in (folder_a, folder_b))
+        for key in ("finished", "epochs", "final_test_acc", "final_val_acc", "best", "best_note"):
+            assert a[key] == b[key], key
 
 
 def rewrite_checkpoint(src, dst, edit_meta=None, edit_arrays=None):

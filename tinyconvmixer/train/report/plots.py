@@ -16,14 +16,15 @@ from ...engine import backend
 from ...util.atomic import atomic_write
 
 
-def run_title(args, device, train_images, test_images):
+def run_title(args, device, train_images, test_images, val_images=0):
     """One line naming what a run is: model, data, schedule, augmentation, seed, device."""
     aug = [f"RandAugment({args.ra_n}, {args.ra_m})" if args.ra_n else "no RandAugment"]
     aug += [f"{name} {value:g}" for name, value, off in (("crop scale", args.scale, 1.0),
             ("jitter", args.jitter, 0.0), ("erasing", args.reprob, 0.0)) if value != off]
     clip = f", clip {args.clip_norm:g}" if args.clip_norm else ""
     return (f"ConvMixer-{args.hdim}/{args.depth} k={args.kernel_size} p={args.patch_size} | "
-            f"{train_images:,} train / {test_images:,} test images | {args.epochs} epochs, batch "
+            f"{train_images:,} train / {f'{val_images:,} validation / ' if val_images else ''}"
+            f"{test_images:,} test images | {args.epochs} epochs, batch "
             f"{args.batch_size}, AdamW lr_max {args.lr_max:g} wd {args.wd:g}{clip} | {', '.join(aug)} | "
             f"seed {args.seed}, {device}")
 
@@ -40,9 +41,11 @@ def plot_curves(history, path, lr_at=None, epochs=None, title=None):
         fig.suptitle(title, fontsize=9)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
-    for key, style in (("train", "o-"), ("test", "s-")):
-        ax_loss.plot(ep, [r[f"{key}_loss"] for r in history], style, ms=3, label=key)
-        ax_acc.plot(ep, [r[f"{key}_acc"] for r in history], style, ms=3, label=key)
+    for key, style in (("train", "o-"), ("val", "^-"), ("test", "s-")):
+        if all(r.get(f"{key}_loss") is None for r in history):
+            continue                                    # (no validation set)
+        ax_loss.plot(ep, [r.get(f"{key}_loss") for r in history], style, ms=3, label=key)
+        ax_acc.plot(ep, [r.get(f"{key}_acc") for r in history], style, ms=3, label=key)
     if lr_at is not None and epochs:
         t = np.linspace(0, epochs, 400)
         ax_lr.plot(t, [lr_at(x) for x in t], color="0.7", label="schedule")
