@@ -28,8 +28,8 @@ from tinyconvmixer.data import get_batch, iterate_batches, load_cifar10  # noqa:
 from tinyconvmixer.train.files.runlog import METRIC_FIELDS, read_metrics  # noqa: E402
 
 TINY = ["--hdim", "16", "--depth", "1", "--epochs", "2", "--train-subset", "128", "--test-subset", "64",
-        "--batch-size", "64", "--data", "sample", "--device", "cpu"]
-COMPARED = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")   # all but the timings
+        "--val-split", "60", "--batch-size", "64", "--data", "sample", "--device", "cpu"]
+COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")   # all but timings
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,12 @@ def test_metrics_csv_and_summary(runs):
     with open(os.path.join(theirs, "summary.json")) as f:
         summary = json.load(f)
     assert summary["engine"] == "pytorch"
-    assert summary["final_test_acc"] == rows[-1]["test_acc"]
-    assert summary["best_test_acc"] == max(r["test_acc"] for r in rows)
-    assert summary["median_epoch_seconds"] > 0 and summary["device_name"]
+    assert summary["final_test_acc"] == rows[-1]["test_acc"] and summary["val_images"] == 60
+    best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))            # chosen by validation accuracy
+    assert summary["best"] == dict(chosen_by="val_acc", epoch=best["epoch"], val_acc=best["val_acc"],
+                                   test_acc=best["test_acc"])
+    assert summary["median_epoch_seconds"] > 0 and summary["median_images_per_s"] > 0 and summary["device_name"]
+    assert all(r["seconds"] > 0 and r["images_per_s"] > 0 for r in rows)
     assert summary["versions"]["torch"] == torch.__version__
 
 
@@ -166,6 +169,7 @@ def test_compare_runs_writes_figure_and_summary(runs, tmp_path, capsys):
         summary = json.load(f)
     o, t = (read_metrics(os.path.join(d, "metrics.csv")) for d in runs)
     assert summary["final_test_acc"] == {"tinyconvmixer": o[-1]["test_acc"], "pytorch": t[-1]["test_acc"]}
+    assert summary["best_by_validation"]["pytorch"]["epoch"] == max(t, key=lambda r: (r["val_acc"], -r["epoch"]))["epoch"]
     medians = summary["median_epoch_seconds"]
     assert summary["epoch_time_ratio"] == pytest.approx(medians["tinyconvmixer"] / medians["pytorch"])
     assert summary["gpu"] and summary["versions"]["pytorch"]["torch"] == torch.__version__

@@ -3,14 +3,14 @@
 We draw on a bare matplotlib Figure (rendered by the Agg backend) instead of
 pyplot, so no window is opened and no global plotting state is touched.
 The image files are written atomically (see atomic.py), so a run stopped while
-saving never leaves a broken image behind.
+saving never leaves a broken image behind. matplotlib is imported when the first
+picture is drawn, not with the training command (it takes seconds to import).
 """
 
 import functools
 import math
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ...engine import backend
 from ...util.atomic import atomic_write
@@ -36,6 +36,8 @@ def plot_curves(history, path, lr_at=None, epochs=None, title=None):
     epochs, if given, draw the whole learning-rate schedule as a line behind the
     per-epoch values. title: the run's settings (see run_title), drawn on top.
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(13, 3.8 if title is None else 4.2), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -112,6 +114,8 @@ def plot_filters(model, path, max_layers=4, max_kernels=64, title=None):
     patch = backend.to_numpy(model[0].weight.data).astype(np.float64)     # (dim, 3, p, p)
     convs = depthwise_convs(model)
     picks = picked_layers(len(convs), max_layers)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3.6 * (1 + len(picks)) + 0.8, 4.9 if title else 4.5), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
