@@ -99,8 +99,8 @@ class StatusLine:
         self.drawn = 0                           # columns of the text on screen
 
     def width(self):
-        """The most columns a text may take: the terminal's less one (at least 20)."""
-        return max(terminal_columns(self.stream) - 1, 20)
+        """The most columns a text may take: the terminal's less one."""
+        return max(terminal_columns(self.stream) - 1, 4)
 
     def due(self):
         """Whether `show` would draw now (callers skip building the text otherwise)."""
