@@ -60,7 +60,7 @@ def content_digest(source, files):
     digest = hashlib.sha256(f"v{FORMAT_VERSION}|".encode())
     prefix = len(os.path.join(source, ""))
     for path in files:
-        digest.update(f"{path[prefix:] if path != source else ''}|".encode())
+        digest.update(os.fsencode(f"{path[prefix:] if path != source else ''}|"))   # (any name, any bytes)
         # O_NONBLOCK: opening a named pipe must not wait for a writer (it is refused just below)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
@@ -87,7 +87,7 @@ def fingerprint(arrays):
 
 def cache_path(source, files, cache_dir):
     """Where the cache of `source` (made of `files`) lives in `cache_dir`."""
-    where = hashlib.sha256(f"{os.path.realpath(source)}".encode()).hexdigest()[:8]
+    where = hashlib.sha256(os.fsencode(os.path.realpath(source))).hexdigest()[:8]
     name = f"{archive_stem(os.path.normpath(source))}.decoded-{where}-{content_digest(source, files)}.npz"
     return os.path.join(cache_dir, name)
 

@@ -110,7 +110,7 @@ def read_cifar(entries, where):
             split, cls = parts[-3], parts[-2]     # a file <split>/<class>/<image>
             seen[split].add(cls)
             roots[split].setdefault("/".join(parts[:-3]), name)
-            stem = (split, cls, os.path.splitext(parts[-1])[0])
+            stem = (tuple(parts[:-3]), split, cls, os.path.splitext(parts[-1])[0])
             if stem in stems:
                 raise DataError(f"{q}: one image as two files, {locate(stems[stem])} and {locate(name)}; "
                                 "refusing to guess which one is meant (or to train on it twice)")
