@@ -26,11 +26,10 @@ libjpeg does the same with its 'lookahead' tables): about 0.2 ms for a CIFAR-10
 image, so a first decode of the 60,000-image JPEG copy pays some seconds for it.
 """
 
-import numpy as np
-
 SOF_BASELINE = (0xC0, 0xC1)                      # baseline and extended sequential, Huffman
 SOF_OTHER = (0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 RST = range(0xD0, 0xD8)
+PAD = 5                                          # zero bytes after a segment: windows past its end exist
 _tables = {}                                    # the bytes of a Huffman table -> its decoding tables
 
 
@@ -229,12 +228,15 @@ def _next_marker(data, pos):
 
 def _bits(segment):
     """(windows, number of bits) of a segment's entropy-coded bytes (0xFF 0x00 unstuffed):
-    windows[p] is the 8 bits from bit p on, as an int (zeros past the end), for table look-ups."""
-    raw = np.frombuffer(bytes(segment).replace(b"\xff\x00", b"\xff"), dtype=np.uint8)
-    bits = np.concatenate([np.unpackbits(raw), np.zeros(40, np.uint8)]).astype(np.int64)
-    n = len(bits) - 40
-    windows = sum(bits[i:n + 32 + i] << (7 - i) for i in range(8))
-    return windows.tolist(), n
+    windows[p] is the 8 bits from bit p on, as an int (zeros past the end), for table look-ups.
+    Built with 8 shifts of one big integer: byte j of the copy shifted by s is windows[8j + s]."""
+    raw = bytes(segment).replace(b"\xff\x00", b"\xff") + bytes(PAD)
+    size, whole = len(raw), int.from_bytes(raw, "big")
+    mask = (1 << 8 * size) - 1
+    windows = bytearray(8 * size)
+    for shift in range(8):
+        windows[shift::8] = ((whole << shift) & mask).to_bytes(size, "big")
+    return windows, 8 * (size - PAD)
 
 
 def _blocks(windows, end, count, per_unit):
