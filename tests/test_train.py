@@ -83,6 +83,7 @@ def test_run_files_are_written_atomically(straight, tmp_path, monkeypatch, name)
 
 def test_console_output(tmp_path, capsys, monkeypatch):
     without_plots(monkeypatch)
+    monkeypatch.delenv("COLUMNS", raising=False)           # a log: 80 columns, whatever the terminal
     assert run("--epochs", "1", "--out", tmp_path) == 0
     out, err = capsys.readouterr()
     assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
@@ -90,8 +91,9 @@ def test_console_output(tmp_path, capsys, monkeypatch):
     assert "ETA epoch" in err                                           # elapsed time and ETA
 
 
-def test_progress_bar_redraws_in_place_on_a_terminal():
+def test_progress_bar_redraws_in_place_on_a_terminal(monkeypatch):
     import io
+    monkeypatch.setenv("COLUMNS", "100")                   # (the width decides what the line holds)
     from tinyconvmixer.train.files.runlog import ProgressBar
 
     class Terminal(io.StringIO):
@@ -147,7 +149,7 @@ def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys, monkeypatch):
 @pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU")
 def test_gpu_without_cupy_is_a_one_line_error_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--device", "gpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -226,7 +228,7 @@ def test_bad_argument_values_are_argparse_errors(tmp_path, capsys, argv, message
 
 def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0", "--device", "cpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: bad augmentation setting (--ra-n, --ra-m, --scale, --jitter, --reprob): scale must be in "
