@@ -107,7 +107,8 @@ def without_plots(monkeypatch):
 #   FAULT_LOG=path              append the name of every file of the run written, in order
 #   FAULT_STUB_PLOTS=1          curves.png and filters.png as empty files (drawing takes seconds)
 #   FAULT_PAUSE_AT=step:N|epoch:E  hold still after N training steps, or after epoch E's files,
-#                               until a signal comes; FAULT_PAUSED=path is created then
+#                               until a signal comes (or the file FAULT_GO=path appears: then go on);
+#                               FAULT_PAUSED=path is created when it stops
 #   FAULT_START_AT=t            start training at time.time() == t (runs that race each other)
 # Holding still at a known point, instead of sending a signal after a guessed delay, keeps the
 # tests that signal a run from outside right on a fast machine (where a whole tiny run may end
@@ -147,7 +148,7 @@ os.replace = replace
 
 def hold():
     open(env["FAULT_PAUSED"], "w").close()
-    while True:
+    while not (env.get("FAULT_GO") and os.path.exists(env["FAULT_GO"])):
         time.sleep(0.05)
 
 
