@@ -208,7 +208,7 @@ def upgrade(meta):
     stays on disk, untouched, but nothing refers to it)."""
     if meta.get("version") != 2:
         return meta
-    meta["version"] = VERSION
+    meta["version"], meta["upgraded_from"] = VERSION, 2
     if isinstance(meta.get("args"), dict):
         meta["args"].setdefault("val_split", 0)
     if isinstance(meta.get("data"), dict):

@@ -77,8 +77,10 @@ def start(run):
                                 f"{args.epochs}; give --epochs {p.epoch + 1} or more")
         repaired = run.repair()                  # the files a kill left behind, from the checkpoint
         if repaired:
-            print(f"repaired after an interrupted write: {', '.join(repaired)} (brought in line with "
-                  f"last.npz, {p.where(run.n_batches)})", flush=True)
+            what = ("written again in this version's format" if run.upgraded
+                    else "repaired after an interrupted write")
+            print(f"{what}: {', '.join(repaired)} (brought in line with last.npz, {p.where(run.n_batches)})",
+                  flush=True)
         if p.epoch >= args.epochs:
             return finished(run)
         print(f"resuming at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches} (from {shown(args.resume)})",

@@ -127,7 +127,7 @@ class Run:
         self.optimizer = AdamW(self.model.parameters(), lr=args.lr_max, weight_decay=args.wd)
         self.progress = Progress()
         self.last_good = None                      # (path, where) of the last checkpoint known to be good
-        self.overridden = []
+        self.overridden, self.upgraded = [], False
         if checkpoint is not None:
             self._resume(checkpoint)
         self.meter = None
@@ -177,6 +177,7 @@ class Run:
             group["weight_decay"] = self.args.wd
         self.progress = progress
         self.last_good = (path, progress.where(self.n_batches))
+        self.upgraded = meta.get("upgraded_from") is not None     # (its files are of the older version)
 
     def path(self, name):
         return os.path.join(self.out, name)
