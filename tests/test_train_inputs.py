@@ -356,3 +356,31 @@ def test_bad_settings_are_exactly_one_line(argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--help" in err[0], err
+
+
+# ------------------------------------------------------------------------ paths that are not what they seem
+
+@pytest.mark.parametrize("flag", ["--out", "--data", "--resume"])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(flag, capsys, tmp_path, monkeypatch):
+    """--data "" would have looked for (and downloaded) CIFAR-10 into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train.main(TINY + [flag, ""])
+    assert stop.value.code == 2 and not os.listdir(tmp_path)
+    assert f"{flag} must not be empty" in capsys.readouterr().err
+
+
+def test_run_folders_and_checkpoints_that_are_not_files_or_folders(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run("--out", tmp_path / "afile" / "run") == 2
+    one_line_error(capsys, f"cannot create the run folder '{tmp_path / 'afile' / 'run'}' ('{tmp_path / 'afile'}' "
+                   "is a file)")
+    assert run("--out", "/dev/null") == 2
+    one_line_error(capsys, "the run folder '/dev/null' is a character device, not a folder")
+    assert resume("/dev/zero") == 2
+    one_line_error(capsys, "the checkpoint '/dev/zero' is a character device, not a checkpoint file")
+    assert resume(tmp_path) == 2
+    one_line_error(capsys, f"the checkpoint '{tmp_path}' is a folder, not a checkpoint file")
+    os.mkfifo(tmp_path / "pipe.npz")
+    assert resume(tmp_path / "pipe.npz") == 2                      # refused, not waited on
+    one_line_error(capsys, "is a named pipe, not a checkpoint file")

@@ -145,6 +145,9 @@ def check_args(parser, args):
             refuse(name, f"must be at least {low}")
         if value is not None and value > high:
             refuse(name, f"must be at most {high:,}{WHY.get(name, '')}")
+    for name in ("out", "data", "resume"):           # "" would mean the current folder (or a download into it)
+        if getattr(args, name, None) == "":
+            parser.error(f"--{name} must not be empty (leave it out for the default)")
     for name in ("lr_max", "wd"):
         if not 0 <= getattr(args, name) < math.inf:              # also refuses nan
             refuse(name, "must be a finite number >= 0")

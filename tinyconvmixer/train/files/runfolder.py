@@ -87,13 +87,20 @@ class RunFolder:
             return
         if what is not None:
             raise RunFolderError(f"the run folder {q} is {what}, not a folder; choose another --out")
+        parent = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            blocker = _first_non_folder(parent)
+            why = f"{quoted(blocker)} is {kind(blocker)}" if blocker else exc.strerror or exc
+            raise RunFolderError(f"cannot create the run folder {q} ({why}); choose another --out") from exc
+        try:
             os.mkdir(path)
             self.created = True
         except FileExistsError:
             if not os.path.isdir(path):           # another process made a file of that name meanwhile
-                raise RunFolderError(f"the run folder {q} is {kind(path)}, not a folder; choose another --out")
+                raise RunFolderError(f"the run folder {q} is {kind(path) or 'gone again'}, not a folder; "
+                                     "choose another --out") from None
         except OSError as exc:
             raise RunFolderError(f"cannot create the run folder {q} ({exc.strerror or exc}); "
                                  "choose another --out") from exc
@@ -146,6 +153,19 @@ class RunFolder:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _first_non_folder(path):
+    """The first part of `path` (from the root down) that exists and is not a folder, or None."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(2, len(parts) + 1):
+        part = os.sep.join(parts[:i])
+        what = kind(part)
+        if what is None:
+            return None
+        if what != "a folder":
+            return part
+    return None
 
 
 def _same_file(a, b):
