@@ -513,7 +513,8 @@ def fit(run):
         if args.time_limit and this_process:
             elapsed = time.perf_counter() - STARTED
             if elapsed + 1.1 * max(this_process) > args.time_limit:
-                print(f"stopping after epoch {p.epoch}/{args.epochs}: another epoch (~{short_number(max(this_process))} s) "
+                longest = short_number(max(this_process))
+                print(f"stopping after epoch {p.epoch}/{args.epochs}: another epoch (~{longest} s) "
                       f"would pass --time-limit {args.time_limit:g} s ({elapsed:.0f} s used). Continue with: "
                       f"python benchmarks/torch_reference.py --resume {run.path('last.pt')}", flush=True)
                 return EXIT_TIME_LIMIT

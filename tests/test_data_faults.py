@@ -265,7 +265,8 @@ def test_a_device_a_pipe_a_folder_and_a_broken_link(tmp_path):
     refused(tmp_path / "link.tar.gz", "is a broken symbolic link")
 
 
-@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "quote's \"both\"", "bytes-\udcff\udcfe", "日本語 space"])
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "quote's \"both\"", "bytes-\udcff\udcfe",
+                                  "日本語 space"])
 def test_every_path_in_a_message_is_quoted_on_one_line(tmp_path, name):
     missing = refused(tmp_path / f"{name}.tar.gz", "does not exist")
     assert repr(str(tmp_path / f"{name}.tar.gz")) in missing

@@ -10,6 +10,7 @@ any data is loaded, instead of a traceback minutes later.
 
 import argparse
 import math
+import os
 import re
 import sys
 
@@ -114,7 +115,7 @@ def parse_args(argv=None):
     the checkpoint's own settings; anything given on the command line wins.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _expand(parser.parse_args(argv))
     layers, checkpoint = {}, None
     if args.smoke:
         layers.update(SMOKE)
@@ -128,9 +129,17 @@ def parse_args(argv=None):
         layers.update({k: v for k, v in saved.items() if k not in NOT_RESUMED})
     if layers:
         parser.set_defaults(**layers)
-        args = parser.parse_args(argv)
+        args = _expand(parser.parse_args(argv))
     check_args(parser, args)
     return args, checkpoint
+
+
+def _expand(args):
+    """~ in --out and --resume is the home folder, as in --data (a shell leaves a quoted ~ alone)."""
+    for name in ("out", "resume"):
+        if getattr(args, name):
+            setattr(args, name, os.path.expanduser(getattr(args, name)))
+    return args
 
 
 def check_args(parser, args):
