@@ -200,3 +200,4 @@ def test_the_training_command_end_to_end_with_two_cupy_packages(tmp_path):
                                "installed (cupy-cuda12x, cupy-cuda13x)")
     assert "`pip uninstall -y cupy-cuda12x cupy-cuda13x`, then `pip install \"cupy-cuda12x[ctk]\"` " \
            "(the driver here supports CUDA 12.4)" in lines[0]
+    assert lines[0] in (REPO / "README.md").read_text(encoding="utf-8")     # README shows it word for word
