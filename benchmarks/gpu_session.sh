@@ -35,7 +35,7 @@
 # machine on the CuPy stand-in (every Python command through tests/support/simulate_gpu.py),
 # with sizes that suit it: tiny warm-up models, a tiny bench, and a one-epoch --smoke run on the
 # bundled sample with the kernels off (the kernel emulator is far too slow to train). There every
-# limit, and the default deadline, is STANDIN_SCALE (default 3) times the GPU's: the stand-in
+# limit, and the default deadline, is STANDIN_SCALE (default 4) times the GPU's: the stand-in
 # computes on a shared 2-core CPU, and no lease is at stake.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ KILL_AFTER=10
 simulated=${TINYCONVMIXER_SIMULATE_GPU:-0}
 [ "$simulated" = "0" ] && simulated=""
 scale=1
-[ -n "$simulated" ] && scale=${STANDIN_SCALE:-3}   # the stand-in computes on a shared CPU
+[ -n "$simulated" ] && scale=${STANDIN_SCALE:-4}   # the stand-in computes on a shared CPU
 for stage in "${STAGES[@]}"; do LIMITS[$stage]=$(( LIMITS[$stage] * scale )); done
 SESSION_SECONDS=${SESSION_SECONDS:-$(( 540 * scale ))}
 OUT=${OUT:-gpu-results}

@@ -141,8 +141,8 @@ def test_the_machine_goes_into_the_session_file(tmp_path):
 
 
 def test_on_the_standin_every_limit_is_scaled_and_the_plan_still_fits(tmp_path):
-    """CI runs the script on the CuPy stand-in, on a shared 2-core CPU: 3 x each limit and the deadline."""
+    """CI runs the script on the CuPy stand-in, on a shared 2-core CPU: 4 x each limit and the deadline."""
     gpu = planned_limits(plan(tmp_path).stdout)
     proc = plan(tmp_path, TINYCONVMIXER_SIMULATE_GPU="1")
-    assert proc.returncode == 0 and planned_limits(proc.stdout) == {k: 3 * v for k, v in gpu.items()}
-    assert "deadline: 1620 s" in proc.stdout and "stand-in" in proc.stdout
+    assert proc.returncode == 0 and planned_limits(proc.stdout) == {k: 4 * v for k, v in gpu.items()}
+    assert "deadline: 2160 s" in proc.stdout and "stand-in" in proc.stdout
