@@ -39,7 +39,7 @@ def compile_project_kernels():
     """Every kernel of every configuration that the ops can launch; returns how many."""
     count = 0
     for name, dtype, defines, *_ in nvrtc.configurations():
-        for function in sorted(set(nvrtc._KERNEL.findall(launch.source(name, dtype, **defines)))):
+        for function in nvrtc.kernel_names(launch.source(name, dtype, **defines)):
             launch.kernel(name, function, dtype, **defines)
             count += 1
     return count

@@ -16,7 +16,10 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from tinyconvmixer.fast.cuda import nvrtc
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ["depthwise k=5 (16x16)", "depthwise k=9 (32x32)", "GELU (16x16)", "train step ConvMixer-256/8 k=9 p=1"]
@@ -100,3 +103,27 @@ def test_torch_out_of_memory_counts_too(bench, monkeypatch):
 def test_memory_limits_read_as_bytes(bench):
     assert bench.parse_bytes("15GiB") == 15 * 2**30 and bench.parse_bytes("8MiB") == 8 * 2**20
     assert bench.parse_bytes("2e9") == 2 * 10**9 and bench.parse_bytes("512 kb") == 512_000
+
+
+@pytest.mark.gpu
+def test_the_compile_stages_warm_up_step_runs_with_the_kernels_on_and_off():
+    """benchmarks/compile_kernels.py, as gpu_session.sh's compile stage runs it on a GPU (there at
+    ConvMixer-256/8; here a tiny model, with the kernels in the emulator on the stand-in)."""
+    from tinyconvmixer.engine import backend
+    from tinyconvmixer.fast.cuda import launch
+    if not backend.gpu_available():
+        pytest.skip("no GPU (nor the CuPy stand-in)")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        compile_kernels = importlib.import_module("compile_kernels")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    before = launch.set_enabled(True)
+    try:
+        for kernels in (True, False):
+            compile_kernels.warm_up_step(8, 1, 5, 2, 2, np.float32, kernels)
+            assert launch.set_enabled(True) is True          # the step gave the setting back
+        assert compile_kernels.compile_project_kernels() == sum(
+            len(nvrtc.kernel_names(launch.source(n, d, **df))) for n, d, df, *_ in nvrtc.configurations())
+    finally:
+        launch.set_enabled(before)

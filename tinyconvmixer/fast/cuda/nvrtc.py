@@ -178,6 +178,11 @@ def compile_cached(nvrtc, source, options, name):
     return result
 
 
+def kernel_names(source):
+    """The names of the kernels (extern "C" __global__ functions) that a .cu source defines."""
+    return sorted(set(_KERNEL.findall(source)))
+
+
 def parse_report(log):
     """{kernel: dict(registers=, stack=, spill_stores=, spill_loads=, shared=)} from ptxas's -v report."""
     kernels, current = {}, None
@@ -270,7 +275,7 @@ def check(configs=None, nvrtcs=None, archs=None, workers=2):
         report = parse_report(log)
         if not ok:        # (the assembler's report may still say why: read on)
             problems.append(f"{where}: NVRTC compile error:\n{log.strip()}")
-            for kernel in set(_KERNEL.findall(source)) - set(report):      # a row each, marked
+            for kernel in set(kernel_names(source)) - set(report):      # a row each, marked
                 rows.append(dict(config=describe(name, dtype, defines), arch=arch.sm, kernel=kernel,
                                  threads=threads, cubin_bytes=0, ok=False, registers=None, stack=0,
                                  spill_stores=0, spill_loads=0, shared=0))
