@@ -522,7 +522,7 @@ def plan_minutes(teaching_text):
             for name, minutes in PLAN_ENTRY.findall(cells[2]):
                 assert name not in entries, f"docs/teaching.md plans {name} twice"
                 entries[name] = int(minutes)
-    total = re.search(r"(\d+) minutes of reading, running and required exercises", plan)
+    total = re.search(r"(\d+)\s+minutes\s+of\s+reading,\s+running\s+and\s+required\s+exercises", plan)
     return entries, int(total.group(1)) if total else None
 
 
