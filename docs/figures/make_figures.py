@@ -351,7 +351,9 @@ def run_filters(initial, trained, title, n_filters=16):
     axes = fig.subplots(3, len(layers))
     image = None
     for col, (name, label) in enumerate(layers):
-        w0, w1 = weights(initial, name)[:n_filters], weights(trained, name)[:n_filters]
+        whole0, whole1 = weights(initial, name), weights(trained, name)
+        moved = np.linalg.norm(whole1 - whole0) / np.linalg.norm(whole0)     # the whole layer, as Step 15 says
+        w0, w1 = whole0[:n_filters], whole1[:n_filters]
         if name == "0":                                   # (n, 3, p, p): RGB, grey = 0
             scale = np.maximum(np.abs(w0).max(axis=(1, 2, 3), keepdims=True),
                                np.abs(w1).max(axis=(1, 2, 3), keepdims=True))
@@ -364,10 +366,9 @@ def run_filters(initial, trained, title, n_filters=16):
             scale = np.maximum(np.abs(k0).max(axis=(1, 2), keepdims=True), np.abs(k1).max(axis=(1, 2), keepdims=True))
             for ax, k in zip(axes[:, col], (k0, k1, k1 - k0)):
                 image = ax.imshow(mosaic(k / scale), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-        moved = np.linalg.norm(w1 - w0) / np.linalg.norm(w0)
         axes[0, col].set_title(f"{label}\nbefore training", fontsize=9)
         axes[1, col].set_title("after training", fontsize=9)
-        axes[2, col].set_title(f"after - before (|change| / |before| = {moved:.2f})", fontsize=8)
+        axes[2, col].set_title(f"after - before (layer: |change| / |before| = {moved:.2f})", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
