@@ -3,6 +3,7 @@
     python docs/reading_time.py            # every step's minutes, the side roads and the totals
     python docs/reading_time.py --check    # exit code 1 when the minutes the walkthrough states drift
     python docs/reading_time.py --update   # write the counted minutes into the walkthrough's contents
+                                           # and into docs/teaching.md's lesson plan
 
 A student does not read a course like a novel. The count therefore weighs what
 is on the page, at rates calibrated on the previous edition of the walkthrough
@@ -300,6 +301,30 @@ def update(text):
     return head + "## Contents" + contents + ("\n## " + tail if tail else "")
 
 
+PLAN_ENTRY = re.compile(r"(Introduction|Prologue|Step \d+|Why ConvMixer|Where next) \((\d+)\)")
+
+
+def plan_name(unit):
+    """The name docs/teaching.md's lesson plan gives a unit: 'Step 3', 'Prologue', ..."""
+    step = re.match(r"Step (\d+):", unit.title)
+    if step:
+        return f"Step {step.group(1)}"
+    return {"Introduction": "Introduction", "Why ConvMixer": "Why ConvMixer",
+            "Where to go from here": "Where next"}.get(unit.title, "Prologue")
+
+
+def update_plan(teaching, text):
+    """docs/teaching.md's text with its lesson plan's minutes set to those the walkthrough states."""
+    stated, stated_totals = stated_minutes(text)
+    minutes = {plan_name(u): stated[u.anchor] for u in units(text) if not u.side_road and u.anchor in stated}
+    head, plan = teaching.split("## Lesson plan", 1)
+    plan, tail = (plan.split("\n## ", 1) + [""])[:2]
+    plan = PLAN_ENTRY.sub(lambda m: f"{m.group(1)} ({minutes.get(m.group(1), m.group(2))})", plan)
+    if stated_totals:
+        plan = re.sub(r"\d+(\s+minutes\s+of\s+reading,\s+running)", lambda m: f"{stated_totals[0]}{m.group(1)}", plan)
+    return head + "## Lesson plan" + plan + ("\n## " + tail if tail else "")
+
+
 def table(all_units):
     rows = ["unit                                                   minutes  stated  words  code  deriv  exercises"]
     for u in all_units:
@@ -316,15 +341,21 @@ def table(all_units):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the stated minutes drift from the count")
-    parser.add_argument("--update", action="store_true", help="write the counted minutes into the contents")
+    parser.add_argument("--update", action="store_true", help="write the counted minutes into the contents "
+                        "(and, for walkthrough.md, into docs/teaching.md's lesson plan)")
     parser.add_argument("path", nargs="?", default=str(WALKTHROUGH), help="the markdown file (default: walkthrough.md)")
     args = parser.parse_args(argv)
     text = Path(args.path).read_text(encoding="utf-8")
     all_units = units(text)
     print(table(all_units))
     if args.update:
-        Path(args.path).write_text(update(text), encoding="utf-8")
+        text = update(text)
+        Path(args.path).write_text(text, encoding="utf-8")
         print(f"updated the minutes in {args.path}")
+        if Path(args.path).resolve() == WALKTHROUGH:
+            plan = REPO / "docs" / "teaching.md"
+            plan.write_text(update_plan(plan.read_text(encoding="utf-8"), text), encoding="utf-8")
+            print(f"updated the lesson plan's minutes in {plan.relative_to(REPO)}")
     if args.check:
         found = problems(text)
         for p in found:

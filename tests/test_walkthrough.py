@@ -508,18 +508,15 @@ def test_stated_minutes_match_the_count():
                           "prints the table):\n  " + "\n  ".join(problems))
 
 
-PLAN_ENTRY = re.compile(r"(Introduction|Prologue|Step \d+|Why ConvMixer|Where next) \((\d+)\)")
-
-
 def plan_minutes(teaching_text):
     """{name: minutes} from the lesson plan's table in docs/teaching.md ('Step 3 (130)'), and the
     plan's stated total."""
+    rt = _load_docs_module("reading_time")
     plan = teaching_text.split("## Lesson plan", 1)[1].split("\n## ", 1)[0]
     entries = {}
     for line in plan.split("\n"):
         if line.startswith("| ") and not line.startswith("| ---") and not line.startswith("| meeting"):
-            cells = line.split("|")
-            for name, minutes in PLAN_ENTRY.findall(cells[2]):
+            for name, minutes in rt.PLAN_ENTRY.findall(line.split("|")[2]):
                 assert name not in entries, f"docs/teaching.md plans {name} twice"
                 entries[name] = int(minutes)
     total = re.search(r"(\d+)\s+minutes\s+of\s+reading,\s+running\s+and\s+required\s+exercises", plan)
@@ -532,15 +529,9 @@ def test_teaching_plan_matches_the_walkthrough():
     rt = _load_docs_module("reading_time")
     text = WALKTHROUGH.read_text(encoding="utf-8")
     stated, totals = rt.stated_minutes(text)
-    wanted = {}
-    for unit in rt.units(text):
-        if unit.side_road:
-            continue
-        step = re.match(r"Step (\d+):", unit.title)
-        name = (f"Step {step.group(1)}" if step else
-                {"Introduction": "Introduction", "Why ConvMixer": "Why ConvMixer",
-                 "Where to go from here": "Where next"}.get(unit.title, "Prologue"))
-        wanted[name] = stated[unit.anchor]
+    wanted = {rt.plan_name(unit): stated[unit.anchor] for unit in rt.units(text) if not unit.side_road}
     planned, total = plan_minutes((REPO / "docs" / "teaching.md").read_text(encoding="utf-8"))
     assert planned == wanted, f"docs/teaching.md plans {planned}, the walkthrough states {wanted}"
     assert total == totals[0], f"docs/teaching.md's total is {total} minutes, the walkthrough's {totals[0]}"
+    teaching = (REPO / "docs" / "teaching.md").read_text(encoding="utf-8")
+    assert rt.update_plan(teaching, text) == teaching          # what --update would write changes nothing
