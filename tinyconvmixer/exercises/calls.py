@@ -103,6 +103,8 @@ def _scale_hint(yours, expected):
     big = float(np.abs(e).max()) if e.size else 0.0
     if big < 1e-6 or not (np.isfinite(a).all() and np.isfinite(e).all()):
         return ""
+    if int((np.abs(e) > 1e-6 * big).sum()) < 3:       # one or two values always "fit" a factor
+        return ""
     k = float(a @ e) / float(e @ e)
     if not (1e-3 < abs(k) < 1e3) or abs(k - 1) < 1e-6 or np.abs(a - k * e).max() > 1e-6 * big:
         return ""

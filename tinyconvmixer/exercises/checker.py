@@ -243,8 +243,7 @@ def check_exercise(exercise, path, xp, seed=0, timeout=TIMEOUT, fork=True, quiet
                 check = checks[k]
                 if "timeout" in message:
                     outcome.lines.append(Line(check.kind, check.label, status="TIMEOUT", message=(
-                        f"timed out after {message['timeout']:g} s and was stopped: an endless loop? "
-                        f"(each check may take {message['timeout']:g} s)")))
+                        f"timed out after {message['timeout']:g} s and was stopped: an endless loop?")))
                 else:
                     outcome.lines.append(Line(check.kind, check.label, status="ERROR",
                                               message=f"{message['ended']} during this check"))
@@ -303,12 +302,14 @@ def failure_lines(outcome, shown=5):
     groups = {}
     for line in outcome.failing:
         groups.setdefault((line.kind, line.case), []).append(line)
-    out = []
+    out, said = [], set()
     for (kind, case), lines in list(groups.items())[:shown]:
         out += wrap(_KIND_TITLE[kind] + case, indent="      ", first="    ", limit=limit)
         for line in lines:
-            out += wrap(line.message or f"{line.part}: {line.status}", indent="          ", first="        ",
-                        limit=limit)
+            message = line.message or f"{line.part}: {line.status}"
+            out += wrap(message if message not in said else "the same as above", indent="          ",
+                        first="        ", limit=limit)
+            said.add(message)
         right = [line.part for line in outcome.lines if (line.kind, line.case) == (kind, case)
                  and line.status == "PASS" and line.part != "-"]
         if right and kind == "call":

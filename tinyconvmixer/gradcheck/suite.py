@@ -36,7 +36,7 @@ KINDS = {
     "ones": "per-op gradcheck, upstream gradient u = 1",
     "op": "per-op gradcheck, random upstream gradient",
     "model": "gradcheck of a tiny ConvMixer stack",
-    "parity": "the ops beside PyTorch (outputs, gradients, buffers)",
+    "parity": "beside PyTorch: outputs, gradients, buffers",
     "optim": "AdamW: decay alone, and beside PyTorch",
 }
 DEFAULT_KINDS = ("op", "model")
