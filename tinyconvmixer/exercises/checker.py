@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 STUBS, SOLUTIONS = HERE / "stubs", HERE / "solutions"
 TIMEOUT = 20.0                       # seconds per check
 MAX_TIMEOUTS = 2                     # after this many time-outs, an exercise's other checks are not run
+RECURSION_LIMIT = 1000               # Python's default: a student's file may raise it, the caller's does not count
 MODEL = next(c for c in CASES if c.name == "tiny convmixer stack")
 
 
@@ -153,6 +154,14 @@ def plan(exercise, seed):
 def _job(exercise, path, xp, checks):
     """What the child process runs: load the file, then each check from `start` on."""
     def job(start):
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(RECURSION_LIMIT)     # Python's default, whatever the caller raised it to
+        try:
+            yield from steps(start)
+        finally:
+            sys.setrecursionlimit(limit)
+
+    def steps(start):
         try:
             module = load(path, exercise)
             honesty.check_module(module, path)

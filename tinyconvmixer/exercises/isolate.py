@@ -17,7 +17,9 @@ the checks run in this process, under an alarm (SIGALRM) where there is one.
         ...                                       # plus {"i": k, "timeout": s} or {"i": k, "ended": why}
 """
 
+import contextlib
 import faulthandler
+import io
 import json
 import os
 import select
@@ -133,7 +135,7 @@ def forked(job, start, timeout, quiet=False):
     yield {"i": current, "ended": _ended(status)}
 
 
-def in_process(job, start, timeout):
+def in_process(job, start, timeout, quiet=False):
     """Run job(start) here, each step under an alarm where there is one (Unix, main thread)."""
     alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     steps, current = job(start), start
@@ -146,7 +148,8 @@ def in_process(job, start, timeout):
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
-                message = next(steps)
+                with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+                    message = next(steps)
             except StopIteration:
                 return
             except Timeout:
@@ -166,4 +169,4 @@ def run(job, start, timeout, fork=True, quiet=False):
     """The messages of job(start), in a child process where fork is wanted and possible."""
     if fork and can_fork():
         return forked(job, start, timeout, quiet)
-    return in_process(job, start, timeout)
+    return in_process(job, start, timeout, quiet)
