@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tinyconvmixer.engine import ops
-from tinyconvmixer.exercises import EXERCISES, calls, find, honesty
+from tinyconvmixer.exercises import EXERCISES, calls, find, forms, honesty
 from tinyconvmixer.exercises.__main__ import main
 from tinyconvmixer.exercises.checker import SOLUTIONS, STUBS, check_exercise
 from tinyconvmixer.gradcheck import parity
@@ -79,17 +79,17 @@ def test_a_fresh_seed_is_printed_and_repeats_the_run(capsys):
 def test_calls_cover_every_form_the_engine_uses():
     """keepdims with mean, every kind of axis, prepended size-1 axes, square shapes, channels-last."""
     rng = np.random.default_rng(0)
-    labels = [c.label for c in calls.draw("sum_mean", rng)]
+    labels = [c.label for c in forms.draw("sum_mean", rng)]
     for form in ("axis=None, keepdims=True", "axis=None, keepdims=False", "axis=-1", "axis=(2, 0), keepdims=True",
                  "axis=(-1, 0)", "shape=(3, 3), axis=1"):
         assert any(form in label and label.startswith("mean_backward") for label in labels), form
-    labels = [c.label for c in calls.draw("unbroadcast", rng)]
+    labels = [c.label for c in forms.draw("unbroadcast", rng)]
     for form in ("grad (1, 3, 4), shape=(1, 4)", "grad (3, 4), shape=()", "grad (2, 3, 4), shape=(3, 1)"):
         assert any(form in label for label in labels), form
-    labels = [c.label for c in calls.draw("batchnorm", rng)]
+    labels = [c.label for c in forms.draw("batchnorm", rng)]
     assert any("channels-last" in label for label in labels) and any("weight None" in label for label in labels)
     assert any(label.startswith("batchnorm_backward(g (6, 3)") for label in labels)
-    assert all(calls.draw(name, rng)[-1].float32 for name in calls.DRAW)
+    assert all(forms.draw(name, rng)[-1].float32 for name in forms.DRAW)
 
 
 def test_feedback_names_the_worst_element_its_inputs_and_both_values(tmp_path):

@@ -33,7 +33,7 @@ from ..engine import dispatch
 from ..gradcheck import gradcheck, parity
 from ..gradcheck.cases import CASES
 from ..gradcheck.text import width, wrap
-from . import calls, graphs, honesty, isolate
+from . import calls, forms, graphs, honesty, isolate
 from .outcome import ExerciseError, Line, Outcome
 
 HERE = Path(__file__).resolve().parent
@@ -124,8 +124,8 @@ def plan(exercise, seed):
             checks.append(Check("order", f"topological_order on {name}",
                                 lambda m, xp, path, name=name, build=build, rng=rng:
                                 graphs.run(name, build, m.topological_order, rng)))
-    for call in calls.draw(exercise.name, np.random.default_rng(check_seed(seed, exercise, 0))):
-        who = calls.function_of(call.label)
+    for call in forms.draw(exercise.name, np.random.default_rng(check_seed(seed, exercise, 0))):
+        who = forms.function_of(call.label)
         checks.append(Check("call", call.label, lambda m, xp, path, call=call, who=who:
                             calls.run(call, getattr(m, who), who, xp)))
     engine = [(case, "full") for case in exercise.gradchecks] + ([(MODEL, "random")] if exercise.model else [])

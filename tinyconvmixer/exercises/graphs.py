@@ -16,7 +16,7 @@ that need a gradient, every input of a listed op listed, and after the op that u
 
 import numpy as np
 
-from ..engine import Tensor, ops
+from ..engine import Tensor
 from .outcome import ExerciseError, Line
 
 WORK_PER_TENSOR = 50

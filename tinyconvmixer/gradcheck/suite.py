@@ -300,7 +300,7 @@ def main(argv=None):
 
     for seed in (args.mystery, args.reveal):
         if seed is not None and seed < 0:
-            print(f"error: the seed must be 0 or more, got {seed}", file=sys.stderr)
+            print(paragraph("error: ", f"the seed must be 0 or more, got {seed}"), file=sys.stderr)
             return 2
     if args.list_bugs:
         list_bugs()
@@ -309,14 +309,14 @@ def main(argv=None):
         reveal(args.reveal)
         return 0
     if args.inject is not None and args.inject not in bugs.BY_NAME:
-        print(f"error: no bug named {args.inject!r}; --list-bugs lists them", file=sys.stderr)
+        print(paragraph("error: ", f"no bug named {args.inject!r}; --list-bugs lists them"), file=sys.stderr)
         return 2
     playing = args.inject is not None or args.mystery is not None
     args.mode = args.mode or ("random" if playing else "full")
     try:
         kinds = _parse_kinds(args.kind) if args.kind else (tuple(KINDS) if playing else DEFAULT_KINDS)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(paragraph("error: ", f"{exc}"), file=sys.stderr)
         return 2
     names = {k: checks_of(k, args.op) for k in kinds}
     if args.list:
@@ -325,12 +325,12 @@ def main(argv=None):
                 print(name if kinds == DEFAULT_KINDS else f"{kind:<8}{name}")
         return 0
     if not any(names.values()):
-        print(f"error: no check matches --op {args.op!r}; see --list", file=sys.stderr)
+        print(paragraph("error: ", f"no check matches --op {args.op!r}; see --list"), file=sys.stderr)
         return 2
     try:
         xp = backend.xp_for(args.device)
     except backend.DeviceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(paragraph("error: ", f"{exc}"), file=sys.stderr)
         return 2
 
     if args.inject is not None:
