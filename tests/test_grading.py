@@ -158,7 +158,7 @@ def test_bad_seed_files(tmp_path, capsys):
     (tmp_path / "seed.txt").write_text("not a number\n")
     assert main(["check", "--solutions", "--seed-file", str(tmp_path / "seed.txt")]) == 2
     assert main(["check", "--solutions", "--seed-file", str(tmp_path / "none.txt")]) == 2
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert "must hold a whole number" in err and "cannot read the seed file" in err
 
 

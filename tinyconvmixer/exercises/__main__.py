@@ -94,12 +94,12 @@ def _seed(args):
 def cmd_list(args, xp):
     folder = _folder(args)
     seed, hidden = _seed(args)
-    print(f"{'exercise':<22}{'file':<28}{'walkthrough':<16}status")
+    print(f"{'exercise':<21}{'file':<27}{'walkthrough':<16}status")
     passed = 0
     for exercise in EXERCISES:
         outcome = check_exercise(exercise, folder / exercise.file, xp, seed, args.timeout)
         passed += outcome.passed
-        print(f"{f'{exercise.number} {exercise.name}':<22}{exercise.file:<28}{exercise.step:<16}{outcome.status}")
+        print(f"{f'{exercise.number} {exercise.name}':<21}{exercise.file:<27}{exercise.step:<16}{outcome.status}")
     print(f"\n{passed} of {len(EXERCISES)} pass ({'the reference solutions' if args.solutions else args.dir}); "
           f"{grading.seed_line(seed, hidden)}")
     return 0
