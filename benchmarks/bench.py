@@ -15,10 +15,17 @@ tinyconvmixer / PyTorch, and peak memory (NumPy allocations via tracemalloc on
 the CPU, where PyTorch's are not visible to it; memory-pool bytes on the GPU).
 For the training steps it also reports achieved FLOP/s and bytes/s against the
 device's measured peaks (a large matrix product, a large copy). Results go to
-a JSON file. Without torch installed, only tinyconvmixer is timed.
+a JSON file, rewritten after every row, so that a run stopped half-way keeps what it
+measured. Between rows both sides' cached device memory is freed (CuPy's pools,
+torch's cache), so that one row does not run beside the blocks the last one kept;
+a row that runs out of memory is recorded as such, and the next row runs.
+`--memory-limit` caps CuPy's pool (as a smaller GPU would: 15GiB for a T4).
+Without torch installed, only tinyconvmixer is timed.
 """
 
 import argparse
+import functools
+import gc
 import json
 import os
 import platform
@@ -37,6 +44,7 @@ from tinyconvmixer import Tensor, nn, optim                         # noqa: E402
 from tinyconvmixer.engine import backend                            # noqa: E402
 from tinyconvmixer.fast.cpu import blas, tuning                     # noqa: E402
 from tinyconvmixer.fast.cuda import launch                          # noqa: E402
+from tinyconvmixer.util.atomic import atomic_write                  # noqa: E402
 
 try:
     import torch
@@ -125,6 +133,34 @@ def peak_memory(fn, device, side):
     fn()
     synchronize(device)
     return pool.total_bytes()
+
+
+def free_device_memory(device):
+    """Give back the memory that the last row's arrays held: CuPy's pools keep freed blocks
+    for reuse (and so does torch's caching allocator), which the next row could not use."""
+    gc.collect()                                     # the last row's model, optimiser and tape
+    if device == "gpu":
+        cp = backend.xp_for("gpu")
+        cp.get_default_memory_pool().free_all_blocks()
+        cp.get_default_pinned_memory_pool().free_all_blocks()
+        if torch is not None:
+            torch.cuda.empty_cache()
+
+
+def out_of_memory(exc):
+    """True for CuPy's OutOfMemoryError (a MemoryError), torch's, and NumPy's MemoryError."""
+    torch_oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return isinstance(exc, MemoryError) or (torch_oom is not None and isinstance(exc, torch_oom))
+
+
+def parse_bytes(text):
+    """'15GiB', '512MiB', '2e9' -> bytes (for --memory-limit)."""
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
+    low = text.strip().lower()
+    for unit, size in units.items():
+        if low.endswith(unit):
+            return int(float(low[:-len(unit)]) * size)
+    return int(float(low))
 
 
 # ----- the rows -----------------------------------------------------------------------------
@@ -264,15 +300,20 @@ def fmt_bytes(b):
 def print_table(rows, peaks):
     print(f"\n{'row':<40} {'tinyconvmixer':>13} {'PyTorch':>10} {'ratio':>6}  {'mem ours':>12} {'mem torch':>12}")
     for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<40} {r['error']}")
+            continue
         t = r.get("torch_s")
         ratio = f"{r['ratio']:6.2f}" if t else "     -"
         theirs = f"{t * 1e3:7.1f} ms" if t else f"{'-':>10}"
         print(f"{r['name']:<40} {r['ours_s'] * 1e3:10.1f} ms {theirs} {ratio}  "
               f"{fmt_bytes(r['ours_bytes']):>12} {fmt_bytes(r.get('torch_bytes')):>12}")
+    if not peaks:
+        return
     print(f"\ndevice peaks: matmul {peaks['matmul_flops'] / 1e9:.1f} GFLOP/s, "
           f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s")
     for r in rows:
-        if "flops" in r:
+        if "flops" in r and "error" not in r:
             for side in ("ours", "torch"):
                 if r.get(f"{side}_s"):
                     fl, by = r["flops"] / r[f"{side}_s"], r["bytes"] / r[f"{side}_s"]
@@ -292,8 +333,11 @@ def main(argv=None):
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on both sides (GPU)")
     parser.add_argument("--no-kernels", action="store_true",
                         help="GPU: time tinyconvmixer's plain xp paths instead of its CUDA kernels")
-    parser.add_argument("--only", help="only rows whose name contains this text")
+    parser.add_argument("--only", help="only rows whose name contains this text (or one of several, "
+                                       "comma-separated)")
     parser.add_argument("--json", help="where to write results (default benchmarks/results/bench-DEVICE.json)")
+    parser.add_argument("--memory-limit", type=parse_bytes, metavar="BYTES",
+                        help="GPU: cap CuPy's memory pool (15GiB: what a T4 holds) to see which rows fit")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (512 if args.device == "gpu" else 32)
     if args.device == "gpu" and args.tf32:
@@ -318,20 +362,64 @@ def main(argv=None):
                 "openblas_threads": blas.threads(),
                 "keep_freed_memory": tuning.keep_freed_memory() if args.device == "cpu" else None}
 
+    if args.memory_limit and args.device == "gpu":
+        backend.xp_for("gpu").get_default_memory_pool().set_limit(size=args.memory_limit)
+    out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                    f"bench-{args.device}{'-tf32' if args.tf32 else ''}{'-plain' if args.no_kernels else ''}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    result = {"args": vars(args), "machine": machine_info(args, settings), "peaks": None, "rows": [],
+              "complete": False}
+
+    def save():                                # after every row: a run stopped later keeps these
+        atomic_write(out, lambda tmp: write_json(tmp, result))
+
     rng = np.random.default_rng(0)
-    rows = []
+    for name, run in planned_rows(args, rng):
+        row = run_row(name, run, args.device)
+        result["rows"].append(row)
+        save()
+        print(f"  {row.get('error', 'done')}: {name}", file=sys.stderr)
+    result["peaks"] = run_row("device peaks", lambda: device_peaks(args.device, args), args.device)
+    if "error" in result["peaks"]:
+        print(f"  {result['peaks']['error']}: device peaks", file=sys.stderr)
+        result["peaks"] = None
+    result["complete"] = True
+    save()
+    print_table(result["rows"], result["peaks"])
+    print(f"\nwrote {out}")
+    failed = [r["name"] for r in result["rows"] if "error" in r]
+    if failed:
+        print(f"{len(failed)} row(s) ran out of memory, recorded as such: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def planned_rows(args, rng):
+    """(name, fn) for each row that --only lets through, in order: fn() measures the row."""
+    def wanted(name):
+        return args.only is None or any(part and part in name for part in args.only.split(","))
     for name, ours, theirs, shapes in op_rows(args.batch_size, args.device):
-        if args.only is None or args.only in name:
-            rows.append(run_op(name, ours, theirs, shapes, args.device, args, rng))
-            print(f"  done: {name}", file=sys.stderr)
+        if wanted(name):
+            yield name, functools.partial(run_op, name, ours, theirs, shapes, args.device, args, rng)
     for k, p in ((5, 2), (9, 1)):
         name = f"train step ConvMixer-256/8 k={k} p={p}"
-        if args.only is None or args.only in name:
-            rows.append(run_step(k, p, args.device, args, rng))
-            print(f"  done: {name}", file=sys.stderr)
-    peaks = device_peaks(args.device, args)
-    print_table(rows, peaks)
+        if wanted(name):
+            yield name, functools.partial(run_step, k, p, args.device, args, rng)
 
+
+def run_row(name, run, device):
+    """run(), or {"name", "error"} where it ran out of memory; either way the memory it held
+    is given back before the next row (free_device_memory)."""
+    try:
+        return run()
+    except Exception as exc:                   # (MemoryError included: it is an Exception)
+        if not out_of_memory(exc):
+            raise
+        return {"name": name, "error": f"out of memory ({str(exc).splitlines()[0][:160]})"}
+    finally:
+        free_device_memory(device)
+
+
+def machine_info(args, settings):
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "numpy": np.__version__,
                "torch": torch.__version__ if torch is not None else None, "cpu_tuning": settings}
@@ -339,13 +427,14 @@ def main(argv=None):
         cp = backend.xp_for("gpu")
         machine["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         machine["cupy"] = cp.__version__
-    out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                    f"bench-{args.device}{'-tf32' if args.tf32 else ''}{'-plain' if args.no_kernels else ''}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"args": vars(args), "machine": machine, "peaks": peaks, "rows": rows}, f, indent=1)
-    print(f"\nwrote {out}")
+        machine["memory_limit"] = cp.get_default_memory_pool().get_limit() or None
+    return machine
+
+
+def write_json(path, result):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

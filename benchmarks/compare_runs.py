@@ -58,11 +58,13 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tinyconvmixer.train.files.runlog import METRIC_FIELDS, read_metrics, write_json  # noqa: E402
+from tinyconvmixer.train.files.runlog import (METRIC_FIELDS, OPTIONAL_FIELDS, read_metrics,  # noqa: E402
+                                              short_number, significant, write_json)
 
 # Settings that must agree for the two runs to differ only in the engine.
 RECIPE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "lr_max", "wd", "clip_norm",
-          "ra_n", "ra_m", "scale", "jitter", "reprob", "train_subset", "test_subset", "seed")
+          "ra_n", "ra_m", "scale", "jitter", "reprob", "train_subset", "test_subset", "val_split", "seed")
+DEFAULTS = dict(val_split=0)        # what a run written before a setting existed did
 
 
 class RunError(RuntimeError):
@@ -86,7 +88,8 @@ def load_run(folder, engine):
     args = read_json(files["args.json"])
     with open(files["metrics.csv"], newline="") as f:
         header = f.readline().strip().split(",")
-    if header != METRIC_FIELDS:
+    before_validation = [f for f in METRIC_FIELDS if f not in OPTIONAL_FIELDS]   # (runs made before --val-split)
+    if header not in (METRIC_FIELDS, before_validation):
         raise RunError(f"{files['metrics.csv']} has columns {header}, expected {METRIC_FIELDS}")
     rows = read_metrics(files["metrics.csv"])
     epochs = int(args["epochs"])
@@ -128,11 +131,11 @@ def check_comparable(runs):
     ours, problems = runs[0], []
     for run in runs[1:]:
         for key in RECIPE:
-            if ours["args"].get(key) != run["args"].get(key):
-                problems.append(f"{key}: {ours['args'].get(key)!r} in {ours['folder']}, "
-                                f"{run['args'].get(key)!r} in {run['folder']}")
-        for key in ("train_images", "test_images", "data"):
-            a, b = (r["summary"].get(key) for r in (ours, run))
+            a, b = (r["args"].get(key, DEFAULTS.get(key)) for r in (ours, run))
+            if a != b:
+                problems.append(f"{key}: {a!r} in {ours['folder']}, {b!r} in {run['folder']}")
+        for key in ("train_images", "val_images", "test_images", "data"):
+            a, b = (r["summary"].get(key, 0 if key == "val_images" else None) for r in (ours, run))
             if key == "data":
                 a, b = data_kind(a), data_kind(b)
             if a != b:
@@ -151,15 +154,25 @@ def check_comparable(runs):
                        "difference:\n  " + "\n  ".join(problems) + "\n(--allow-mismatch publishes them anyway)")
 
 
+def best_by_validation(rows):
+    """(epoch, val_acc, test_acc) of the best validation accuracy (the first of equals), or None
+    for a run without a validation set: test accuracy never chooses an epoch."""
+    if any(r.get("val_acc") is None for r in rows):
+        return None
+    best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))
+    return best["epoch"], best["val_acc"], best["test_acc"]
+
+
 def run_stats(run):
     rows, s = run["rows"], run["summary"]
+    best = best_by_validation(rows)
     return dict(name=run["name"], folder=os.path.abspath(run["folder"]), engine=run["engine"],
                 device=run["args"].get("resolved_device", s.get("device")), device_name=s.get("device_name"),
-                final_test_acc=rows[-1]["test_acc"], best_test_acc=max(r["test_acc"] for r in rows),
-                best_epoch=max(rows, key=lambda r: r["test_acc"])["epoch"], epochs=len(rows),
-                median_epoch_seconds=statistics.median(r["seconds"] for r in rows),
-                median_images_per_s=statistics.median(r["images_per_s"] for r in rows),
-                total_seconds=sum(r["seconds"] for r in rows),
+                final_test_acc=rows[-1]["test_acc"], best_epoch=best and best[0], best_val_acc=best and best[1],
+                test_acc_at_best=best and best[2], epochs=len(rows),
+                median_epoch_seconds=significant(statistics.median(r["seconds"] for r in rows)),
+                median_images_per_s=significant(statistics.median(r["images_per_s"] for r in rows)),
+                total_seconds=significant(sum(r["seconds"] for r in rows)),
                 transforms=s.get("transforms", "tinyconvmixer"), amp=bool(run["args"].get("amp", False)),
                 tf32=bool(run["args"].get("tf32", False)), versions=s.get("versions", {}))
 
@@ -193,15 +206,24 @@ def plot(runs, path):
 
 
 def markdown_table(stats):
-    """One row per run; the last column is its median epoch time over the (first) PyTorch run's."""
+    """One row per run; the last column is its median epoch time over the (first) PyTorch run's.
+    With a validation set, the epoch it chooses and that epoch's test accuracy; never the best test
+    accuracy, which would choose on the test set."""
     reference = stats[1]["median_epoch_seconds"]
-    lines = ["| run | final test acc | best test acc (epoch) | median s / epoch | median img/s | "
-             "time / PyTorch's |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    chosen = any(s["best_epoch"] for s in stats)
+    lines = ["| run | final test acc | " + ("best val acc (epoch): test acc | " if chosen else "")
+             + "median s / epoch | median img/s | time / PyTorch's |",
+             "| --- | ---: | " + ("---: | " if chosen else "") + "---: | ---: | ---: |"]
     for s in stats:
-        lines.append(f"| {s['name']} | {s['final_test_acc']:.2f}% | {s['best_test_acc']:.2f}% "
-                     f"({s['best_epoch']}) | {s['median_epoch_seconds']:.1f} | {s['median_images_per_s']:.0f} | "
-                     f"{s['median_epoch_seconds'] / reference:.2f}x |")
+        best = (f"{s['best_val_acc']:.2f}% ({s['best_epoch']}): {s['test_acc_at_best']:.2f}% | "
+                if s["best_epoch"] else "- | " if chosen else "")
+        lines.append(f"| {s['name']} | {s['final_test_acc']:.2f}% | {best}{short_number(s['median_epoch_seconds'])} | "
+                     f"{short_number(s['median_images_per_s'])} | {_ratio(s['median_epoch_seconds'], reference)} |")
     return "\n".join(lines) + "\n"
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if b else "?"
 
 
 def compare(ours_dir, torch_dirs, out, allow_mismatch=False):
@@ -237,9 +259,11 @@ def compare(ours_dir, torch_dirs, out, allow_mismatch=False):
         gpu=gpu, devices={s["name"]: s["device"] for s in stats}, versions=versions,
         recipe={k: runs[0]["args"].get(k) for k in RECIPE},
         final_test_acc={s["name"]: s["final_test_acc"] for s in stats},
-        best_test_acc={s["name"]: s["best_test_acc"] for s in stats},
+        best_by_validation={s["name"]: s["best_epoch"] and dict(epoch=s["best_epoch"], val_acc=s["best_val_acc"],
+                                                               test_acc=s["test_acc_at_best"]) for s in stats},
         median_epoch_seconds={s["name"]: s["median_epoch_seconds"] for s in stats},
-        epoch_time_ratio=ours["median_epoch_seconds"] / reference["median_epoch_seconds"],
+        epoch_time_ratio=(ours["median_epoch_seconds"] / reference["median_epoch_seconds"]
+                          if reference["median_epoch_seconds"] else None),
         epoch_time_ratio_means=f"median seconds per epoch, {ours['name']} / {reference['name']}",
         runs=[{k: v for k, v in s.items() if k != "versions"} for s in stats])
     write_json(os.path.join(out, "summary.json"), summary)
@@ -262,7 +286,8 @@ def main(argv=None):
     except (RunError, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"GPU: {summary['gpu']}; tinyconvmixer takes {summary['epoch_time_ratio']:.2f}x PyTorch's "
+    ratio = summary["epoch_time_ratio"]
+    print(f"GPU: {summary['gpu']}; tinyconvmixer takes {'?' if ratio is None else f'{ratio:.2f}'}x PyTorch's "
           f"median epoch time; files in {args.out}\n")
     print(table, end="")
     return 0

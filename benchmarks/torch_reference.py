@@ -11,7 +11,9 @@ here in PyTorch, with every default taken from `python -m tinyconvmixer.train`
 so that, run with the same flags, the engine is the only difference:
 
 * data: the same images (`load_cifar10(--data)`, the same class-balanced
-  --train-subset/--test-subset as train.py);
+  --train-subset/--test-subset and --val-split as train.py: with --val-split N
+  the same N validation images, evaluated after every epoch, choose the best
+  epoch; with 0, the default and the paper's recipe, nothing is chosen);
 * order and augmentation: the seeding contract of tinyconvmixer/data/loader.py
   (epoch order from default_rng([seed, epoch]), batch b augmented by
   tinyconvmixer's own TrainTransform with default_rng([seed, epoch, b])), run
@@ -90,7 +92,8 @@ from tinyconvmixer.util.atomic import atomic_write                   # noqa: E40
 from tinyconvmixer.data import (CIFAR10_MEAN, CIFAR10_STD, DataError, TestTransform,  # noqa: E402
                                 get_batch, iterate_batches, load_cifar10)
 from tinyconvmixer.optim import triangular_lr                        # noqa: E402
-from tinyconvmixer.train.files.runlog import ProgressBar, epoch_line, make_row, write_json, write_metrics  # noqa: E402
+from tinyconvmixer.train.files.runlog import (ProgressBar, epoch_line, make_row, short_number,  # noqa: E402
+                                              significant, write_json, write_metrics)
 from torch_convmixer import load_from_tinyconvmixer, torch_convmixer  # noqa: E402
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cifar10-jpeg.tar.gz"))
@@ -149,6 +152,9 @@ def build_parser():
     a("--no-download", action="store_true", help="never download CIFAR-10")
     a("--train-subset", type=int, default=None, metavar="N", help="train on a fixed class-balanced subset")
     a("--test-subset", type=int, default=None, metavar="N", help="test on a fixed class-balanced subset")
+    a("--val-split", type=int, default=ours["val_split"], metavar="N",
+      help="hold out N training images as a validation set, as tinyconvmixer.train does (the same images); "
+           "the best epoch is chosen by it. 0: no validation set, nothing chosen (the paper's recipe)")
     a("--seed", type=int, default=ours["seed"])
     a("--out", default=None, metavar="DIR", help="run folder (default runs/torch-YYYYmmdd-HHMMSS)")
     a("--resume", default=None, metavar="CHECKPOINT", help="continue from a last.pt, at the next epoch")
@@ -307,7 +313,7 @@ class TorchvisionBatches:
 class Progress:
     """Where a run stands, at epoch granularity; saved in last.pt."""
     epoch: int = 0                 # epochs finished
-    best_acc: float = -1.0
+    best_val_acc: float = -1.0     # as train.py: the best epoch by validation accuracy (none without one)
     best_epoch: int = 0
     total_seconds: float = 0.0
     history: list = dataclasses.field(default_factory=list)   # the metrics.csv rows
@@ -315,8 +321,8 @@ class Progress:
     def finish_epoch(self, row):
         self.history.append(row)
         self.total_seconds += row["seconds"]
-        if row["test_acc"] > self.best_acc:
-            self.best_acc, self.best_epoch = row["test_acc"], row["epoch"]
+        if row.get("val_acc") is not None and row["val_acc"] > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = row["val_acc"], row["epoch"]
         self.epoch += 1
 
 
@@ -334,9 +340,12 @@ class Run:
             raise UsageError(f"the default data {DEFAULT_DATA} (../shared/data/cifar10-jpeg.tar.gz beside the "
                              "repository) is not there: give --data PATH, the same as the tinyconvmixer run's")
         data = load_cifar10(args.data, download=not args.no_download)
-        tr = tiny_run.class_balanced_subset(data.train_y, args.train_subset)
-        te = tiny_run.class_balanced_subset(data.test_y, args.test_subset)
+        try:
+            tr, va, te = tiny_run.run_split(data, args)      # train.py's images, validation set included
+        except tiny_run.SettingsError as exc:
+            raise UsageError(str(exc)) from exc
         self.train, self.test = (data.train_x[tr], data.train_y[tr]), (data.test_x[te], data.test_y[te])
+        self.val = (data.train_x[va], data.train_y[va]) if len(va) else None
         self.data_source, self.n_classes = data.source, len(data.classes)
         self.n_batches = math.ceil(len(tr) / args.batch_size)
         # Augment where tinyconvmixer would: with CuPy when training on the GPU and CuPy works.
@@ -412,9 +421,11 @@ class Run:
         bar.close()
         return loss_sum / seen, correct / seen, seen, time.perf_counter() - start
 
-    def evaluate(self):
-        """Mean loss and accuracy on the test set in eval mode, normalised as train.py does."""
-        images, labels = self.test
+    def evaluate(self, images=None, labels=None):
+        """Mean loss and accuracy on the test set (or the images given) in eval mode, normalised as
+        train.py does."""
+        if images is None:
+            images, labels = self.test
         bs, transform = self.args.eval_batch_size, TestTransform()
         self.model.eval()
         loss_sum, correct = 0.0, 0
@@ -451,7 +462,13 @@ class Run:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UsageError(f"cannot resume from {self.args.resume}: it does not fit this model "
                              f"({self.config}):\n{exc}") from exc
-        self.progress = Progress(**checkpoint["progress"])
+        saved = dict(checkpoint["progress"])
+        if "best_acc" in saved:                   # a last.pt from before the validation split: none chosen
+            saved.pop("best_acc")
+            for row in saved.get("history", []):
+                row.setdefault("val_loss", None)
+                row.setdefault("val_acc", None)
+        self.progress = Progress(**saved)
 
 
 def save_checkpoint(path, state):
@@ -496,16 +513,19 @@ def fit(run):
         if args.time_limit and this_process:
             elapsed = time.perf_counter() - STARTED
             if elapsed + 1.1 * max(this_process) > args.time_limit:
-                print(f"stopping after epoch {p.epoch}/{args.epochs}: another epoch (~{max(this_process):.0f} s) "
+                longest = short_number(max(this_process))
+                print(f"stopping after epoch {p.epoch}/{args.epochs}: another epoch (~{longest} s) "
                       f"would pass --time-limit {args.time_limit:g} s ({elapsed:.0f} s used). Continue with: "
                       f"python benchmarks/torch_reference.py --resume {run.path('last.pt')}", flush=True)
                 return EXIT_TIME_LIMIT
         epoch_start = time.perf_counter()
         train_loss, train_acc, seen, train_seconds = run.train_one_epoch(p.epoch)
+        val_loss, val_acc = run.evaluate(*run.val) if run.val is not None else (None, None)
         test_loss, test_acc = run.evaluate()
         synchronize(run.device)
         row = make_row(p.epoch + 1, train_loss, train_acc, test_loss, test_acc, run.lr,
-                       time.perf_counter() - epoch_start, seen / train_seconds)   # accuracy in percent
+                       time.perf_counter() - epoch_start, seen / train_seconds,   # accuracy in percent
+                       val_loss=val_loss, val_acc=val_acc)
         p.finish_epoch(row)
         this_process.append(row["seconds"])
         print(epoch_line(row, args.epochs), flush=True)
@@ -528,21 +548,27 @@ def versions(run):
 def finish(run):
     """summary.json once all epochs are done."""
     p, args = run.progress, run.args
+    best = None
+    if p.best_epoch:                                     # (only with a validation set, as in train.py)
+        row = p.history[p.best_epoch - 1]
+        best = dict(chosen_by="val_acc", epoch=p.best_epoch, val_acc=row["val_acc"], test_acc=row["test_acc"])
     summary = dict(
-        engine="pytorch", final_test_acc=p.history[-1]["test_acc"], best_test_acc=p.best_acc,
-        best_epoch=p.best_epoch, epochs=args.epochs, total_seconds=p.total_seconds,
-        median_epoch_seconds=statistics.median(r["seconds"] for r in p.history),
-        median_images_per_s=statistics.median(r["images_per_s"] for r in p.history),
+        engine="pytorch", final_test_acc=p.history[-1]["test_acc"], final_val_acc=p.history[-1]["val_acc"],
+        best=best, epochs=args.epochs, total_seconds=significant(p.total_seconds),
+        median_epoch_seconds=significant(statistics.median(r["seconds"] for r in p.history)),
+        median_images_per_s=significant(statistics.median(r["images_per_s"] for r in p.history)),
         params=sum(t.numel() for t in run.model.parameters()), config=run.config,
         device=run.device, device_name=device_name(run.device), augment_device=run.augment_device,
         transforms="torchvision" if args.torchvision_transforms else "tinyconvmixer",
         amp=args.amp, tf32=args.tf32, clip_norm=args.clip_norm,
-        train_images=len(run.train[1]), test_images=len(run.test[1]), data=run.data_source,
+        train_images=len(run.train[1]), val_images=0 if run.val is None else len(run.val[1]),
+        test_images=len(run.test[1]), val_split=args.val_split, data=run.data_source,
         versions=versions(run))
     write_json(run.path("summary.json"), summary)
-    print(f"done: best test accuracy {p.best_acc:.2f}% (epoch {p.best_epoch}), final "
-          f"{summary['final_test_acc']:.2f}%, median epoch {summary['median_epoch_seconds']:.1f} s; "
-          f"files in {run.out}", flush=True)
+    chosen = (f"; best epoch {p.best_epoch} by validation accuracy ({best['val_acc']:.2f}%, test "
+              f"{best['test_acc']:.2f}%)" if best else "")
+    print(f"done: final test accuracy {summary['final_test_acc']:.2f}%{chosen}, median epoch "
+          f"{short_number(summary['median_epoch_seconds'])} s; files in {run.out}", flush=True)
     return 0
 
 
@@ -558,7 +584,8 @@ def main(argv=None):
                                            augment_device=run.augment_device))
     print(f"PyTorch ConvMixer {run.config} on {run.device} ({device_name(run.device)}), augmenting with "
           f"{'torchvision' if args.torchvision_transforms else 'tinyconvmixer'} on {run.augment_device}; "
-          f"amp {args.amp}, tf32 {args.tf32}; {len(run.train[1])} train / {len(run.test[1])} test images; "
+          f"amp {args.amp}, tf32 {args.tf32}; {len(run.train[1])} train / "
+          f"{'' if run.val is None else f'{len(run.val[1])} validation / '}{len(run.test[1])} test images; "
           f"{'resuming after epoch %d; ' % run.progress.epoch if checkpoint else ''}writing to {run.out}",
           flush=True)
     try:

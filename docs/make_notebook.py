@@ -10,10 +10,18 @@ outputs are saved: run the cells yourself, top to bottom. The file is nbformat
 4.5 JSON written with the standard library, so neither Jupyter nor nbformat is
 needed to make it (only to open it). Cell ids are numbered, so the same
 walkthrough.md always gives the same bytes, and tests/test_walkthrough.py fails
-when the notebook is older than the markdown.
+when the notebook is older than the markdown (or its figures).
+
+The notebook is also read where the repository is not: on Colab, or downloaded
+alone. So it opens with a set-up cell (SETUP) that checks for the package and, where
+it is missing, says in one line how to install it on Colab and that the runtime must
+then be restarted; and each figure that the markdown shows from the repository
+(![...](docs/figures/x.png)) is embedded in its cell as an attachment
+(![...](attachment:x.png)), so it shows wherever the notebook is opened.
 """
 
 import argparse
+import base64
 import json
 import re
 import sys
@@ -23,6 +31,27 @@ REPO = Path(__file__).resolve().parents[1]
 MARKDOWN = REPO / "walkthrough.md"
 NOTEBOOK = REPO / "walkthrough.ipynb"
 FENCE = re.compile(r"^(\s*)(```+)\s*([\w+-]*)\s*$")
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.(png|jpg|jpeg|gif|svg))\)")
+MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "svg": "image/svg+xml"}
+SETUP = """\
+# Set-up: run this cell first. It checks that the tinyconvmixer package is installed, works in
+# its checkout (where the cells write their files), and says whether the cells can use a GPU.
+import os, pathlib
+try:
+    import tinyconvmixer
+except ImportError:
+    raise SystemExit("tinyconvmixer is not installed: on Colab, run `!pip install -e /content/tinyconvmixer` "
+                     "(your clone of the repository; keep Colab's CuPy, add no extra), then Runtime > "
+                     "Restart session, and run this cell again") from None
+root = pathlib.Path(tinyconvmixer.__file__).resolve().parents[1]
+if (root / "walkthrough.md").exists():
+    os.chdir(root)
+from tinyconvmixer.engine import backend
+try:
+    backend.check_device("gpu")
+    print(f"tinyconvmixer {tinyconvmixer.__version__} in {os.getcwd()}: a GPU is here (device='gpu')")
+except backend.DeviceError as exc:
+    print(f"tinyconvmixer {tinyconvmixer.__version__} in {os.getcwd()}: CPU only; {exc}")"""
 
 
 def cells_of(text):
@@ -73,11 +102,36 @@ def _source(text):
     return [p + "\n" for p in parts[:-1]] + [parts[-1]]
 
 
-def notebook_json(text):
-    """The notebook (a JSON string) for the markdown text."""
-    cells = []
+def embed_figures(body, base=REPO):
+    """(markdown, attachments): each local image the markdown shows, as an attachment of its cell."""
+    attachments = {}
+
+    def attach(m):
+        path = base / m.group(2)
+        if not path.is_file():
+            raise FileNotFoundError(f"walkthrough.md shows {m.group(2)}, which does not exist")
+        name, data = path.name, {MIME[m.group(3).lower()]: _b64(path)}
+        if attachments.setdefault(name, data) != data:
+            raise ValueError(f"two different figures named {name} in one cell of walkthrough.md")
+        return f"![{m.group(1)}](attachment:{name})"
+    return IMAGE.sub(attach, body), attachments
+
+
+def _b64(path):
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def notebook_json(text, base=REPO):
+    """The notebook (a JSON string) for the markdown text; figures are read relative to `base`."""
+    cells = [{"cell_type": "code", "id": "setup", "metadata": {"tags": ["setup"]}, "source": _source(SETUP),
+              "execution_count": None, "outputs": []}]
     for n, (kind, body) in enumerate(cells_of(text), start=1):
-        cell = {"cell_type": kind, "id": f"cell-{n:03d}", "metadata": {}, "source": _source(body)}
+        cell = {"cell_type": kind, "id": f"cell-{n:03d}", "metadata": {}}
+        if kind == "markdown":
+            body, attachments = embed_figures(body, base)
+            if attachments:
+                cell["attachments"] = attachments
+        cell["source"] = _source(body)
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         cells.append(cell)
@@ -111,7 +165,8 @@ def main(argv=None):
         tmp.write_text(wanted, encoding="utf-8")
         tmp.replace(NOTEBOOK)                   # atomic: never a half-written notebook
     n_code = sum(kind == "code" for kind, _ in cells_of(MARKDOWN.read_text(encoding="utf-8")))
-    print(f"wrote {NOTEBOOK.name}: {n_code} code cells")
+    n_figures = len(IMAGE.findall(MARKDOWN.read_text(encoding="utf-8")))
+    print(f"wrote {NOTEBOOK.name}: a set-up cell, {n_code} code cells, {n_figures} figures embedded")
     return 0
 
 

@@ -5,6 +5,9 @@ element): a wrong gradient shows in almost every direction, and the whole
 catalogue then takes seconds instead of minutes. One thread: the shapes are tiny.
 """
 
+import math
+import re
+
 import numpy as np
 import pytest
 
@@ -103,7 +106,7 @@ def test_mystery_draws_every_bug_and_reveal_names_it(capsys):
 
 def test_command_inject_mystery_and_errors(capsys):
     assert main(["--list-bugs"]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert all(b.name in out and b.summary in out for b in bugs.BUGS)
     assert main(["--inject", "col2im-overwrite", "--mode", "random", "--kind", "op,model"]) == 0
     out = capsys.readouterr().out
@@ -146,15 +149,56 @@ def test_list_honours_op_and_kind(capsys):
     assert capsys.readouterr().out.split() == ["parity", "gelu", "exact", "parity", "gelu", "tanh"]
 
 
-def test_long_check_names_keep_the_columns_aligned(capsys):
+def test_long_check_names_keep_the_columns_aligned(capsys, monkeypatch):
     rows = [checksuite.Row("op", "a check name much longer than thirty-four characters", "x",
                            1e-10, 1e-10, (0, 1), "PASS"),
             checksuite.Row("op", "short", "weight", 2e-10, 3e-10, (1,), "PASS")]
+    monkeypatch.setenv("COLUMNS", "200")
     checksuite.print_table(rows)
     lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
     assert len({line.index("e-10") for line in lines[1:]}) == 1                 # numbers line up
     assert len({line.rindex("PASS") for line in lines[1:]}) == 1
     assert lines[0].index("result") == lines[1].rindex("PASS")
+    monkeypatch.setenv("COLUMNS", "80")                                         # narrow: the name wraps
+    checksuite.print_table(rows + [checksuite.Row("op", "short", "x", math.inf, math.inf, None, "FAIL",
+                                                  "its gradient has shape (3, 4), the input (4,)")])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 80 and "max rel err" not in lines[0]
+    assert lines[-1].strip() == "its gradient has shape (3, 4), the input (4,)"   # a note: under its row
+    assert len({line.rindex("PASS") for line in lines if "PASS" in line}) == 1
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_game_fits_the_terminal(columns, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["--list-bugs"]) == 0
+    for seed in range(len(bugs.BUGS)):
+        main(["--reveal", str(seed)])
+    for name in ("bn-no-var-path", "broadcast-not-summed"):
+        main(["--inject", name, "--kind", "op,model"])
+    main(["--mystery", "9", "--kind", "op"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= columns, max(lines, key=len)
+    if columns > 80:
+        assert max(map(len, lines)) > 80
+
+
+def test_the_mystery_table_is_not_injects(capsys):
+    """--mystery draws its checks' inputs from its own seed: its numbers are not --inject's, so a
+    byte-by-byte comparison with the 17 --inject tables names nothing; the game stays a game."""
+    seed = next(s for s in range(100) if bugs.mystery(s).name == "bn-weight-grad-centred")
+    main(["--mystery", str(seed), "--kind", "op"])
+    mystery = capsys.readouterr().out
+    main(["--inject", "bn-weight-grad-centred", "--kind", "op"])
+    inject = capsys.readouterr().out
+    numbers = lambda out: re.findall(r"\d\.\d\de[+-]\d\d", out)     # noqa: E731
+    assert numbers(mystery) and numbers(inject) and not set(numbers(mystery)) & set(numbers(inject))
+    checks = lambda out: sorted(set(re.findall(r"^op\s+(batch_norm[^\n]*?)\s{2}", out, re.M)))   # noqa: E731
+    assert checks(mystery) == checks(inject)                # the same checks fail: that is the clue
+    main(["--mystery", str(seed), "--kind", "op"])
+    assert capsys.readouterr().out == mystery               # and the same seed repeats the same table
+    assert checksuite.mystery_check_seed(seed) != checksuite.mystery_check_seed(seed + 1)
 
 
 def test_a_planted_bug_takes_the_place_of_the_gpu_kernels(monkeypatch, rng):

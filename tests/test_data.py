@@ -19,14 +19,16 @@ import pytest
 from PIL import Image
 
 from tinyconvmixer.data import CLASSES, DataError, load_cifar10
-from tinyconvmixer.data import dataset as dataset_module
+from tinyconvmixer.data import cifar as cifar_module, dataset as dataset_module
 
-PER_BATCH = 12          # images per official batch file in the fakes
+PER_BATCH = 10          # images per official batch file in the fakes: one of each class
 
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch):
-    """A private default data folder, so no test touches ~/.cache."""
+    """A private default data folder, so no test touches ~/.cache; and official batches of PER_BATCH
+    images (the real ones hold 10,000: the loader checks that a source holds what it claims)."""
+    monkeypatch.setattr(cifar_module, "BATCH_IMAGES", PER_BATCH)
     path = tmp_path / "data-home"
     monkeypatch.setenv("TINYCONVMIXER_DATA", str(path))
     return path
@@ -34,7 +36,7 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cifar():
-    """Random 'CIFAR-10': five train batches and a test batch of (images HWC, labels), all classes in each."""
+    """Random 'CIFAR-10': five train batches and a test batch of (images HWC, labels), each class once in each."""
     rng = np.random.default_rng(0)
     return [(rng.integers(0, 256, size=(PER_BATCH, 32, 32, 3), dtype=np.uint8),
              rng.permutation(np.arange(PER_BATCH) % 10)) for _ in range(6)]
@@ -204,13 +206,13 @@ def test_cache_is_written_in_the_cache_folder_keyed_on_content_and_reused(tmp_pa
         offset = tar.getmember("cifar-10-batches-bin/data_batch_1.bin").offset_data
     before = os.stat(plain)
     raw = bytearray(plain.read_bytes())
-    raw[offset] = (raw[offset] + 1) % 10                           # image 0's label
+    raw[offset + 1] = (raw[offset + 1] + 1) % 256                  # image 0's first red pixel
     plain.write_bytes(bytes(raw))
     os.utime(plain, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (os.stat(plain).st_size, os.stat(plain).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     third = load_cifar10(plain, download=False)
     assert "decoded now" in third.source and third.fingerprint != first.fingerprint
-    assert third.train_y[0] == (first.train_y[0] + 1) % 10
+    assert third.train_x[0, 0, 0, 0] == (int(first.train_x[0, 0, 0, 0]) + 1) % 256
     assert sorted(data_dir.glob("cifar-10-binary.decoded-*.npz")) != caches
     assert len(list(data_dir.glob("cifar-10-binary.decoded-*.npz"))) == 2   # one per source path
 
@@ -222,12 +224,12 @@ def test_cache_keyed_on_content_of_a_folder(tmp_path, data_dir, cifar):
     victim = folder / "test_batch.bin"
     st = os.stat(victim)
     raw = bytearray(victim.read_bytes())
-    raw[0] = (raw[0] + 1) % 10                                     # the first test image's label
+    raw[1] = (raw[1] + 1) % 256                                    # the first test image's first red pixel
     victim.write_bytes(bytes(raw))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     second = load_cifar10(folder, download=False)
     assert "decoded now" in second.source and second.fingerprint != first.fingerprint
-    assert second.test_y[0] == (first.test_y[0] + 1) % 10
+    assert second.test_x[0, 0, 0, 0] == (int(first.test_x[0, 0, 0, 0]) + 1) % 256
 
 
 def test_read_only_cache_folder_loads_without_a_cache(tmp_path, data_dir, cifar, recwarn):
@@ -327,7 +329,7 @@ def test_oversized_file_in_a_folder_is_refused_before_it_is_read(tmp_path, cifar
 
     folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
     monkeypatch.setattr(archive_module, "MAX_FILE_BYTES", 1000)
-    with pytest.raises(DataError, match="data_batch_1.bin': it is 36,876 bytes, larger than any CIFAR-10 file"):
+    with pytest.raises(DataError, match="data_batch_1.bin': it is 30,730 bytes, larger than any CIFAR-10 file"):
         load_cifar10(folder, download=False, cache=False)
 
 
@@ -335,7 +337,7 @@ def test_oversized_file_in_a_folder_is_refused_before_it_is_read(tmp_path, cifar
 def test_a_pipe_in_an_image_folder_is_refused_not_waited_for(tmp_path, cifar):
     root = write_image_folder(tmp_path / "imgs", cifar)
     os.mkfifo(root / "train" / "cat" / "pipe.png")
-    with pytest.raises(DataError, match="pipe.png: not a regular file"):
+    with pytest.raises(DataError, match="pipe.png': not a regular file"):
         load_cifar10(root, download=False)
 
 
@@ -354,12 +356,12 @@ def test_duplicate_batch_names_are_refused_as_ambiguous(tmp_path, cifar):
 
 @pytest.mark.parametrize("labels,message", [
     (None, "no labels"),
-    ([0.0, 1.5] * (PER_BATCH // 2), "expected 12 integer labels in 0..9, got float64"),
-    (["cat"] * PER_BATCH, "expected 12 integer labels in 0..9, got <U3"),
+    ([0.0, 1.5] * (PER_BATCH // 2), "expected 10 integer labels in 0..9, got float64"),
+    (["cat"] * PER_BATCH, "expected 10 integer labels in 0..9, got <U3"),
     ([True] * PER_BATCH, "got bool"),
     ([[0, 1], [2]] + [0] * (PER_BATCH - 2), "the labels are not a list of integers"),
     ([2 ** 70] * PER_BATCH, "got object"),
-    ([0] * (PER_BATCH - 1), "got int64 values of shape (11,)"),
+    ([0] * (PER_BATCH - 1), "got int64 values of shape (9,)"),
     ([12] * PER_BATCH, "expected labels in 0..9, got values 12..12"),
 ])
 def test_python_batch_with_missing_or_bad_labels(tmp_path, cifar, labels, message):
@@ -384,7 +386,7 @@ def png_header_only(width, height):
 def test_decompression_bomb_image_is_refused(tmp_path, cifar, size):
     root = write_image_folder(tmp_path / "imgs", cifar)
     (root / "train" / "cat" / "bomb.png").write_bytes(png_header_only(size, size))
-    with pytest.raises(DataError, match="bomb.png: cannot decode this image \\(DecompressionBomb"):
+    with pytest.raises(DataError, match="bomb.png': cannot decode this image \\(DecompressionBomb"):
         load_cifar10(root, download=False)
 
 
@@ -432,7 +434,7 @@ def test_truncated_or_incomplete_batches(tmp_path, cifar):
     folder = write_binary_folder(tmp_path / "cifar-10-batches-bin", cifar)
     with open(folder / "data_batch_2.bin", "ab") as f:
         f.write(b"\0" * 100)
-    with pytest.raises(DataError, match="data_batch_2.bin: .* not a whole number of 3073-byte"):
+    with pytest.raises(DataError, match="data_batch_2.bin': .* not a whole number of 3073-byte"):
         load_cifar10(folder, download=False)
     (folder / "data_batch_2.bin").unlink()
     with pytest.raises(DataError, match="missing data_batch_2.bin"):
@@ -476,7 +478,7 @@ def test_image_folder_with_wrong_image(tmp_path, cifar, size, mode, problem):
 def test_not_an_image(tmp_path, cifar):
     root = write_image_folder(tmp_path / "images", cifar)
     (root / "test" / "deer" / "broken.jpg").write_bytes(b"definitely not a jpeg")
-    with pytest.raises(DataError, match="broken.jpg: cannot decode this image"):
+    with pytest.raises(DataError, match="broken.jpg': cannot decode this image"):
         load_cifar10(root, download=False)
 
 

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from tinyconvmixer.data import DataError, download_url, load_cifar10
-from tinyconvmixer.data import download as download_module
+from tinyconvmixer.data import cifar as cifar_module, download as download_module
 from tinyconvmixer.data.download import Archive
 
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch):
+    """A private data folder; official batches of 10 images (the real ones hold 10,000)."""
+    monkeypatch.setattr(cifar_module, "BATCH_IMAGES", 10)
     path = tmp_path / "data-home"
     monkeypatch.setenv("TINYCONVMIXER_DATA", str(path))
     return path
@@ -179,7 +181,9 @@ def test_a_trickling_server_is_stopped_by_the_overall_deadline(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-    assert time.monotonic() - start < 4                   # not 600 trickled bytes later
+    # Stopped near the 1 s deadline, not after the 60 s the trickle lasts: the bound is loose, so
+    # that a loaded machine (slow to schedule the threads) passes as well as a fast one.
+    assert time.monotonic() - start < 30
     assert list(dest.parent.iterdir()) == []              # and no partial file
 
 

@@ -111,11 +111,26 @@ def test_no_input_requires_grad():
         gradcheck(F.gelu, [Tensor(np.ones(3))])
 
 
-def test_command_passes_and_prints_rows(capsys):
+def test_command_passes_and_prints_rows(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and out.count("PASS") > 60
     assert "all passed" in out
+    assert max(len(line) for line in out.splitlines()) <= 80        # was 96: long names wrap
+
+
+def test_a_scale_factor_is_named_only_where_it_means_something():
+    """BatchNorm with u = 1: the true gradient is 0 up to rounding, so the ratio of a wrong one
+    to it is noise ("-0.0028 x"), and no factor is named; a 1/N missing is named."""
+    from tinyconvmixer.gradcheck.check import _constant_factor
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal(20)
+    assert _constant_factor(6 * n, n) == pytest.approx(6)
+    assert _constant_factor(-n, n) == pytest.approx(-1)
+    assert _constant_factor(rng.standard_normal(20), 1e-10 * n) is None     # the expected is about 0
+    assert _constant_factor(1e-5 * n, n) is None                            # a factor of 1e-5 means nothing
+    assert _constant_factor(n + 0.1, n) is None
 
 
 def test_command_op_filter_and_failure_exit(capsys, monkeypatch):

@@ -28,8 +28,8 @@ from tinyconvmixer.data import get_batch, iterate_batches, load_cifar10  # noqa:
 from tinyconvmixer.train.files.runlog import METRIC_FIELDS, read_metrics  # noqa: E402
 
 TINY = ["--hdim", "16", "--depth", "1", "--epochs", "2", "--train-subset", "128", "--test-subset", "64",
-        "--batch-size", "64", "--data", "sample", "--device", "cpu"]
-COMPARED = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")   # all but the timings
+        "--val-split", "60", "--batch-size", "64", "--data", "sample", "--device", "cpu"]
+COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")   # all but timings
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,12 @@ def test_metrics_csv_and_summary(runs):
     with open(os.path.join(theirs, "summary.json")) as f:
         summary = json.load(f)
     assert summary["engine"] == "pytorch"
-    assert summary["final_test_acc"] == rows[-1]["test_acc"]
-    assert summary["best_test_acc"] == max(r["test_acc"] for r in rows)
-    assert summary["median_epoch_seconds"] > 0 and summary["device_name"]
+    assert summary["final_test_acc"] == rows[-1]["test_acc"] and summary["val_images"] == 60
+    best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))            # chosen by validation accuracy
+    assert summary["best"] == dict(chosen_by="val_acc", epoch=best["epoch"], val_acc=best["val_acc"],
+                                   test_acc=best["test_acc"])
+    assert summary["median_epoch_seconds"] > 0 and summary["median_images_per_s"] > 0 and summary["device_name"]
+    assert all(r["seconds"] > 0 and r["images_per_s"] > 0 for r in rows)
     assert summary["versions"]["torch"] == torch.__version__
 
 
@@ -166,6 +169,7 @@ def test_compare_runs_writes_figure_and_summary(runs, tmp_path, capsys):
         summary = json.load(f)
     o, t = (read_metrics(os.path.join(d, "metrics.csv")) for d in runs)
     assert summary["final_test_acc"] == {"tinyconvmixer": o[-1]["test_acc"], "pytorch": t[-1]["test_acc"]}
+    assert summary["best_by_validation"]["pytorch"]["epoch"] == max(t, key=lambda r: (r["val_acc"], -r["epoch"]))["epoch"]
     medians = summary["median_epoch_seconds"]
     assert summary["epoch_time_ratio"] == pytest.approx(medians["tinyconvmixer"] / medians["pytorch"])
     assert summary["gpu"] and summary["versions"]["pytorch"]["torch"] == torch.__version__
@@ -300,3 +304,40 @@ def test_compare_runs_wants_the_float32_row_first(runs, tmp_path, capsys):
     assert compare_runs.main([ours, theirs, amp, "--out", str(tmp_path / "r2")]) == 0
     with open(tmp_path / "r2" / "summary.json") as f:
         assert set(json.load(f)["final_test_acc"]) == {"tinyconvmixer", "pytorch", "pytorch-amp"}
+
+
+def test_the_validation_split_holds_out_the_same_images_as_train_py():
+    argv = TINY + ["--val-split", "90", "--train-subset", "100"]
+    ours, _ = train_args.parse_args(argv)
+    theirs, _ = ref.parse_args(argv)
+    a, b = run_module.Run(ours, None), ref.Run(theirs)
+    for x, y in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[1], y[1])
+    assert len(a.val[1]) == 90
+
+
+class FastClock:
+    """time.perf_counter of a machine so fast that 0.1 ms passes between two reads of the clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        self.now += 1e-4
+        return self.now
+
+
+def test_fast_epochs_are_never_written_as_zero(tmp_path, monkeypatch):
+    """The issue: on a fast machine the tiny runs' epochs take under 0.05 s, and the summary rounded
+    them to one decimal, 0.0. With a clock on which they take a few milliseconds: times and rates
+    keep their significant digits."""
+    monkeypatch.setattr(ref.time, "perf_counter", FastClock())
+    out = str(tmp_path / "fast")
+    assert ref.main(TINY + ["--epochs", "1", "--out", out]) == 0
+    rows = read_metrics(os.path.join(out, "metrics.csv"))
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert 0 < rows[0]["seconds"] < 0.05 and rows[0]["images_per_s"] > 0
+    assert 0 < summary["median_epoch_seconds"] < 0.05 and 0 < summary["total_seconds"] < 0.05
+    assert summary["median_images_per_s"] > 0

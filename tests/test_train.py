@@ -31,17 +31,22 @@ def test_run_writes_every_file(straight, capsys):
         assert (straight / name).is_file(), name
     rows = read_metrics(straight / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
-                            "images_per_s"}
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                             "lr", "seconds", "images_per_s"]
     assert rows[0]["lr"] == float(f"{triangular_lr(1, 2, 0.05):.6g}") and rows[1]["lr"] == 0.0   # end of epoch
-    assert all(0 <= r[k] <= 100 for r in rows for k in ("train_acc", "test_acc"))     # percent
-    assert all(r[k] == round(r[k], 4) for r in rows for k in ("train_loss", "test_loss"))
-    assert (straight / "metrics.csv").read_text().splitlines()[1].count(".") <= 7   # no 17-digit floats
+    assert all(0 <= r[k] <= 100 for r in rows for k in ("train_acc", "val_acc", "test_acc"))     # percent
+    assert all(r[k] == round(r[k], 4) for r in rows for k in ("train_loss", "val_loss", "test_loss"))
+    assert all(r["seconds"] > 0 and r["images_per_s"] > 0 for r in rows)
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["params"] == 682 and summary["device"] == "cpu"
-    assert summary["accuracy_unit"] == "percent"
-    assert summary["best_test_acc"] == max(r["test_acc"] for r in rows)
-    assert summary["final_test_acc"] == rows[-1]["test_acc"]
+    assert summary["finished"] is True and summary["accuracy_unit"] == "percent"
+    assert (summary["train_images"], summary["val_images"], summary["test_images"]) == (240, 50, 100)
+    # best.npz: the epoch of the best validation accuracy (the first of equals), with its test accuracy
+    best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))
+    assert summary["best"] == dict(checkpoint="best.npz", chosen_by="val_acc", epoch=best["epoch"],
+                                   val_acc=best["val_acc"], test_acc=best["test_acc"])
+    assert load_checkpoint(str(straight / "best.npz"))["meta"]["progress"]["epoch"] == best["epoch"]
+    assert summary["final_test_acc"] == rows[-1]["test_acc"] and summary["best_note"] is None
     assert json.loads((straight / "args.json").read_text())["hdim"] == 8
     meta = load_checkpoint(str(straight / "last.npz"))["meta"]
     assert meta["progress"]["epoch"] == 2 and meta["config"]["dim"] == 8
@@ -78,6 +83,7 @@ def test_run_files_are_written_atomically(straight, tmp_path, monkeypatch, name)
 
 def test_console_output(tmp_path, capsys, monkeypatch):
     without_plots(monkeypatch)
+    monkeypatch.delenv("COLUMNS", raising=False)           # a log: 80 columns, whatever the terminal
     assert run("--epochs", "1", "--out", tmp_path) == 0
     out, err = capsys.readouterr()
     assert "epoch 1/1 | train loss" in out and "test loss" in out and "img/s)" in out
@@ -85,8 +91,9 @@ def test_console_output(tmp_path, capsys, monkeypatch):
     assert "ETA epoch" in err                                           # elapsed time and ETA
 
 
-def test_progress_bar_redraws_in_place_on_a_terminal():
+def test_progress_bar_redraws_in_place_on_a_terminal(monkeypatch):
     import io
+    monkeypatch.setenv("COLUMNS", "100")                   # (the width decides what the line holds)
     from tinyconvmixer.train.files.runlog import ProgressBar
 
     class Terminal(io.StringIO):
@@ -126,7 +133,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
     assert run("--out", tmp_path) == 1
     err = capsys.readouterr().err
     assert "the training loss became nan at epoch 2, batch 2" in err
-    assert f"the last good checkpoint is {tmp_path / 'last.npz'} (after epoch 1)" in err
+    assert f"the last good checkpoint is '{tmp_path / 'last.npz'}' (after epoch 1)" in err
     assert load_checkpoint(str(tmp_path / "last.npz"))["meta"]["progress"]["epoch"] == 1
     assert len(read_metrics(tmp_path / "metrics.csv")) == 1
 
@@ -142,7 +149,7 @@ def test_absurd_learning_rate_diverges_cleanly(tmp_path, capsys, monkeypatch):
 @pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU")
 def test_gpu_without_cupy_is_a_one_line_error_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--device", "gpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -192,9 +199,11 @@ def test_layered_defaults(straight):
 
 @pytest.mark.parametrize("argv,message", [
     (["--scale", "0"], "scale must be in (0, 1], got 0.0"),
-    (["--ra-m", "31"], "ra_m in 0..30"),
+    (["--ra-m", "31"], "--ra-m must be at most 30, got 31"),
     (["--reprob", "1.5"], "reprob in [0, 1]"),
     (["--jitter", "-0.1"], "need jitter >= 0"),
+    (["--jitter", "inf"], "need jitter >= 0 (finite)"),
+    (["--val-split", "-1"], "--val-split must be at least 0, got -1"),
     (["--lr-max", "-0.01"], "--lr-max must be a finite number >= 0, got -0.01"),
     (["--wd", "nan"], "--wd must be a finite number >= 0, got nan"),
     (["--clip-norm", "0"], "--clip-norm must be a finite number > 0"),
@@ -219,7 +228,7 @@ def test_bad_argument_values_are_argparse_errors(tmp_path, capsys, argv, message
 
 def test_bad_augmentation_is_a_one_line_error_not_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyconvmixer.train", "--smoke", "--scale", "0", "--device", "cpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: bad augmentation setting (--ra-n, --ra-m, --scale, --jitter, --reprob): scale must be in "
@@ -233,11 +242,10 @@ def test_allowed_edge_values(tmp_path):
 
 
 def test_new_run_folder_prefix_and_uniqueness(tmp_path):
-    first = run_module.new_run_folder(str(tmp_path), prefix="torch-")
-    assert os.path.basename(first).startswith("torch-") and not os.path.exists(first)
-    os.makedirs(first)
-    second = run_module.new_run_folder(str(tmp_path), prefix="torch-")
-    assert second != first and not os.path.exists(second)
+    """The folder is made by the call (os.mkdir): calls in the same second never get the same one."""
+    made = [run_module.new_run_folder(str(tmp_path / "runs"), prefix="torch-") for _ in range(5)]
+    assert all(os.path.basename(m).startswith("torch-") and os.path.isdir(m) for m in made)
+    assert len(set(made)) == 5 and sorted(os.listdir(tmp_path / "runs")) == sorted(map(os.path.basename, made))
 
 
 def test_class_balanced_subset():

@@ -32,7 +32,8 @@ from tinyconvmixer.train import cli as main_module
 from tinyconvmixer.train import run as run_module
 from tinyconvmixer.train.checkpoint import load_checkpoint
 
-from trainkit import BATCHES, TINY, resume, run, same_run, straight_run, without_plots
+from trainkit import (BATCHES, TINY, process_env, resume, run, same_run, straight_run, train_command,
+                      wait_for_file, without_plots)
 
 PACKAGE = os.path.dirname(os.path.abspath(tinyconvmixer.__file__))
 # phase -> the functions that make it (only counted inside fit(): start-up is not a phase)
@@ -193,41 +194,29 @@ def test_ctrl_c_between_forward_and_step_does_not_count_the_batch_twice(straight
     same_run(straight, tmp_path)
 
 
-def train_process(out, *extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(PACKAGE),
-                                                                   os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-m", "tinyconvmixer.train", *TINY, "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for(stream, text, timeout=120):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"never saw {text!r}: {seen}")
+def train_process(out, pause_at, marker):
+    """A TINY run in another process that holds still at `pause_at` (trainkit.FAULTS) and creates
+    `marker` then: the signal below lands there whatever the machine's speed (a fast machine ends a
+    tiny run before a signal sent after a guessed delay, or after the first progress line, arrives)."""
+    return subprocess.Popen(train_command(*TINY, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=process_env(FAULT_PAUSE_AT=pause_at, FAULT_PAUSED=marker))
 
 
 @pytest.mark.slow
 def test_sigterm_from_outside_saves_and_resumes_exactly_and_the_folder_is_locked(straight, tmp_path, capsys,
                                                                                  monkeypatch):
-    proc = train_process(tmp_path / "run")
+    proc = train_process(tmp_path / "run", "step:3", tmp_path / "paused")
     try:
-        wait_for(proc.stderr, "epoch 1/2 [")               # it is training
+        wait_for_file(tmp_path / "paused", proc)           # it is training: 3 steps done
         # A second run into the same folder is refused while the first one lives.
         assert run("--out", tmp_path / "run") == 2
         assert "is in use by another training run" in capsys.readouterr().err
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 143, err
-    assert "interrupted (SIGTERM) at epoch 1" in err and "Traceback" not in err
+    assert "interrupted (SIGTERM) at epoch 1, batch 3/6" in err and "Traceback" not in err
     without_plots(monkeypatch)
     assert resume(tmp_path / "run" / "last.npz") == 0
     same_run(straight, tmp_path / "run")
@@ -236,15 +225,15 @@ def test_sigterm_from_outside_saves_and_resumes_exactly_and_the_folder_is_locked
 @pytest.mark.slow
 def test_sigkill_leaves_the_last_checkpoint_whole_and_its_temporary_files_are_cleaned(straight, tmp_path,
                                                                                       monkeypatch):
-    proc = train_process(tmp_path / "run")
+    proc = train_process(tmp_path / "run", "epoch:1", tmp_path / "paused")
     try:
-        wait_for(proc.stdout, "epoch 1/2 |")               # epoch 1's files are written
+        wait_for_file(tmp_path / "paused", proc)           # epoch 1's files are written
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert load_checkpoint(str(tmp_path / "run" / "last.npz"))["meta"]["progress"]["epoch"] >= 1
+    assert load_checkpoint(str(tmp_path / "run" / "last.npz"))["meta"]["progress"]["epoch"] == 1
     # What a kill in the middle of a write leaves behind (its process is gone): cleaned at the next start.
     for name in ("last.tmp-999999999-0.npz", "metrics.tmp-999999999-3.csv"):
         (tmp_path / "run" / name).write_bytes(b"half a file")

@@ -21,6 +21,12 @@ How the walkthrough is read (the conventions are also stated at the top of walkt
   equal exactly, because integers in the walkthrough are counts and shapes.
   A token `...` in the expected text matches any run of tokens (also none),
   like doctest's ELLIPSIS, for parts that vary (timings, paths, machines).
+* A block that raises is reported and the run goes on with the next block, so one
+  test run names every block that fails, not only the first.
+* The core path alone: a second run leaves out every block of a 'Side road:' section
+  and of an optional exercise (docs/reading_time.py finds them), as a reader who
+  skips them, and holds the remaining blocks to the same outputs. Each step seeds
+  its own generator, so skipping changes no number.
 * ```bash blocks are NOT run, except those preceded by the HTML comment
   `<!-- walkthrough: run -->` (cheap commands such as the gradcheck of one op);
   those run from the repository root (`python` is this interpreter) and their
@@ -28,6 +34,8 @@ How the walkthrough is read (the conventions are also stated at the top of walkt
 * Every relative link [..](path) and image ![..](path) must name a file or folder
   that exists, relative to the repository root; every #anchor must name a heading;
   every figure under docs/figures/ must be written by docs/figures/make_figures.py.
+* The minutes the contents state for every step are recounted by
+  docs/reading_time.py, and docs/teaching.md's lesson plan must state the same.
 """
 
 import contextlib
@@ -198,9 +206,9 @@ def test_comparison_rules():
     assert not output_matches("float32", "float64")
 
 
-def test_walkthrough_blocks(tmp_path, monkeypatch):
-    """Run every python block in order; each must not raise and must print what is shown."""
-    assert any(b.lang == "python" for b in BLOCKS), "walkthrough.md has no python blocks"
+def run_python_blocks(blocks, tmp_path, monkeypatch, skip=frozenset()):
+    """Run the python blocks (but those whose line is in `skip`) in order in one namespace, in
+    `tmp_path`, on the reference ops. Returns (problems, summary line)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TINYCONVMIXER_DATA", str(tmp_path / "data"))   # caches go here, not to ~/.cache
@@ -214,8 +222,8 @@ def test_walkthrough_blocks(tmp_path, monkeypatch):
     timings = []
     fast_before = dispatch.set_fast(False)      # a student's session: the reference ops
     try:
-        for block in BLOCKS:
-            if block.lang != "python":
+        for block in blocks:
+            if block.lang != "python" or block.line in skip:
                 continue
             # pad with newlines so tracebacks give the line number in walkthrough.md
             code = compile("\n" * block.line + block.code, str(WALKTHROUGH), "exec")
@@ -225,14 +233,16 @@ def test_walkthrough_blocks(tmp_path, monkeypatch):
             try:
                 with contextlib.redirect_stdout(out):
                     exec(code, namespace)
-            except Exception:
+            except BaseException as exc:             # SystemExit too: a command's exit is a failure here
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 error = traceback.format_exc()
-            if error is not None:
-                pytest.fail(f"python block {block.number} (walkthrough.md line {block.line}) raised:\n"
-                            f"{error}\n--- its output so far ---\n{out.getvalue()}", pytrace=False)
             timings.append((time.perf_counter() - start, block.number, block.line))
             got = out.getvalue()
-            if block.expected is None:
+            if error is not None:
+                problems.append(f"python block {block.number} (walkthrough.md line {block.line}) raised:\n"
+                                f"{error}\n--- its output so far ---\n{got}")
+            elif block.expected is None:
                 if got.strip():
                     problems.append(f"python block {block.number} at walkthrough.md line {block.line} "
                                     f"prints output but no text block follows it:\n{got.rstrip()}\n")
@@ -245,10 +255,43 @@ def test_walkthrough_blocks(tmp_path, monkeypatch):
         if "matplotlib.pyplot" in sys.modules:
             sys.modules["matplotlib.pyplot"].close("all")
     slowest = ", ".join(f"block {n} (line {ln}) {t:.1f} s" for t, n, ln in sorted(timings)[::-1][:3])
-    print(f"\n{len(timings)} python blocks in {sum(t for t, _, _ in timings):.1f} s; slowest: {slowest}")
+    return problems, f"{len(timings)} python blocks in {sum(t for t, _, _ in timings):.1f} s; slowest: {slowest}"
+
+
+def test_walkthrough_blocks(tmp_path, monkeypatch):
+    """Run every python block in order; each must not raise and must print what is shown."""
+    assert any(b.lang == "python" for b in BLOCKS), "walkthrough.md has no python blocks"
+    problems, summary = run_python_blocks(BLOCKS, tmp_path, monkeypatch)
+    print("\n" + summary)
     if problems:
-        pytest.fail(f"{len(problems)} block(s) of walkthrough.md print something else than shown:\n\n"
+        pytest.fail(f"{len(problems)} block(s) of walkthrough.md fail or print something else than shown:\n\n"
                     + "\n".join(problems), pytrace=False)
+
+
+def optional_lines(text):
+    """1-based lines a reader may skip: the side roads and the optional exercises."""
+    reading_time = _load_docs_module("reading_time")
+    lines = text.split("\n")
+    skip = set(side_road_lines(text))
+    for first, last, _, required in reading_time.exercise_regions(lines, reading_time.classify(lines)):
+        if not required:
+            skip.update(range(first + 1, last + 2))
+    return skip
+
+
+def test_core_path_alone(tmp_path, monkeypatch):
+    """A reader who skips every side road and every optional exercise runs the rest and sees
+    exactly the outputs shown: no core block depends on what a skipped block drew or defined."""
+    text = WALKTHROUGH.read_text(encoding="utf-8")
+    skip = optional_lines(text)
+    skipped = [b for b in BLOCKS if b.lang == "python" and b.line in skip]
+    assert len(skipped) >= 8, "the side roads and optional exercises lost their code"
+    problems, summary = run_python_blocks(BLOCKS, tmp_path, monkeypatch, skip=frozenset(skip))
+    print(f"\ncore path alone ({len(skipped)} python blocks skipped): {summary}")
+    if problems:
+        pytest.fail(f"with the side roads and optional exercises skipped, {len(problems)} block(s) of "
+                    f"walkthrough.md fail or print something else than shown:\n\n" + "\n".join(problems),
+                    pytrace=False)
 
 
 RUN_BLOCKS = [b for b in BLOCKS if b.lang == "bash" and b.run_mark]
@@ -328,12 +371,17 @@ def test_figure_script_names_every_figure():
 # The notebook, the core path and its reading time
 # --------------------------------------------------------------------------------------
 
-def _load_make_notebook():
+def _load_docs_module(name):
+    """docs/NAME.py, a script rather than a package module."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("make_notebook", REPO / "docs" / "make_notebook.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_make_notebook():
+    return _load_docs_module("make_notebook")
 
 
 def test_notebook_is_in_sync():
@@ -346,7 +394,7 @@ def test_notebook_is_in_sync():
     assert current == wanted, "walkthrough.ipynb is out of date: run python docs/make_notebook.py"
     notebook = json.loads(current)
     assert (notebook["nbformat"], notebook["nbformat_minor"]) == (4, 5)
-    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code" and c["id"] != "setup"]
     assert ["".join(c["source"]) + "\n" for c in code] == [b.code for b in BLOCKS if b.lang == "python"]
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     markdown = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
@@ -394,49 +442,96 @@ def _names(code):
 
 
 def test_core_path_does_not_need_the_side_roads():
-    """A reader who skips every 'Side road' section can run the rest: no block outside them
-    reads a name that only a side-road block defines."""
-    side = side_road_lines(WALKTHROUGH.read_text(encoding="utf-8"))
-    assert len({b.line for b in BLOCKS if b.line in side and b.lang == "python"}) >= 3, "side roads lost their code"
-    core_names, side_only, problems = set(), set(), []
+    """A reader who skips every 'Side road' section and every optional exercise can run the rest:
+    no block outside them reads a name that only a skipped block defines."""
+    skip = optional_lines(WALKTHROUGH.read_text(encoding="utf-8"))
+    assert len({b.line for b in BLOCKS if b.line in skip and b.lang == "python"}) >= 8, "side roads lost their code"
+    core_names, skipped_only, problems = set(), set(), []
     for block in (b for b in BLOCKS if b.lang == "python"):
         defined, used = _names(block.code)
-        if block.line in side:
-            side_only |= defined - core_names
+        if block.line in skip:
+            skipped_only |= defined - core_names
             continue
-        missing = (used - defined - core_names) & side_only
+        missing = (used - defined - core_names) & skipped_only
         if missing:
-            problems.append(f"block at line {block.line} uses {sorted(missing)}, defined only in a side road")
+            problems.append(f"block at line {block.line} uses {sorted(missing)}, defined only in a side road "
+                            f"or an optional exercise")
         core_names |= defined
     assert not problems, "\n".join(problems)
 
 
-def core_path_size(text):
-    """(words of prose, lines of python) outside the side roads, code blocks' outputs not counted."""
-    side = side_road_lines(text)
-    words = code_lines = 0
-    in_block, lang = False, ""
-    for n, line in enumerate(text.split("\n"), start=1):
-        m = FENCE.match(line)
-        if m:
-            in_block, lang = (not in_block), (m.group(3).lower() if not in_block else "")
-            continue
-        if n in side or line.strip().startswith("<!--"):
-            continue
-        if not in_block:
-            words += len(line.split())
-        elif lang == "python" and line.strip():
-            code_lines += 1
-    return words, code_lines
+# --------------------------------------------------------------------------------------
+# How long it takes: the minutes of every step, recounted
+# --------------------------------------------------------------------------------------
+
+def test_reading_time_counts_what_is_on_the_page():
+    """docs/reading_time.py on a small text whose counts are known by hand."""
+    rt = _load_docs_module("reading_time")
+    sample = "\n".join([
+        "# Title", "", "Intro words here.", "", "## Contents", "",
+        "- [Introduction](#title) — 1 min", "1. [Step 1: A](#step-1-a) — 7 min",
+        "   (side road: [fast](#side-road-fast), 5 min)", "",
+        "Core path: 12 minutes, of which 6 for the required exercises; the side roads add 5 minutes,",
+        "and the optional exercises 5.", "",
+        "## Step 1: A", "", "Two `x + y` words.", "", "```python", "print(1)", "```", "", "```text", "1", "```", "",
+        "```text", "d = 2 a", "c = 3", "```", "", "![a figure](f.png)", "",
+        "**Exercise 1.1 (required) — do it.** Now.", "", "<details><summary>A solution</summary>", "",
+        "```python", "a = 1", "b = 2", "```", "", "</details>", "",
+        "**Exercise 1.2 (optional).** Later.", "", "<details><summary>Hint</summary>", "", "</details>", "",
+        "### Side road: fast", "", "word " * 400, ""])
+    units = rt.units(sample)
+    assert [u.title for u in units] == ["Introduction", "Step 1: A", "Side road: fast"]
+    step = units[1]
+    t = step.tally
+    # words: the heading (4), "Two `x + y` words." (5, 3 of them in a code span), the figure's
+    # markup (2), the exercise's first line (7) and "A solution" (2); the optional one is apart
+    assert (t.words, t.formula_words, t.code_lines, t.output_lines, t.derivation_lines, t.figures) == \
+        (20, 3, 3, 1, 2, 1)
+    assert step.required_exercises == [("1.1", 5.0)]             # 2 solution lines * 1.5 < 5: the minimum
+    assert step.optional.words == 4 + 1 and step.optional.exercise_minutes == 5.0
+    assert units[2].side_road and units[2].tally.words == 4 + 400          # its heading, and the words
+    expected = 20 / 100 + 3 / 30 + 2 / 1 + 3 / 4 + 1 / 20 + 1 + 5
+    assert abs(step.minutes - expected) < 1e-9
+    assert rt.problems(sample) == [], rt.problems(sample)        # 7 stated, 9.1 counted: within 3 minutes
+    drifted = sample.replace("— 7 min", "— 20 min")
+    assert any("Step 1: A" in p for p in rt.problems(drifted))
+    with pytest.raises(ValueError, match="required.*optional"):
+        rt.units(sample.replace("(optional).** Later", "**  Later").replace("**Exercise 1.2 ", "**Exercise 1.2"))
 
 
-def test_stated_reading_time_of_the_core_path():
-    """The introduction's reading time is recounted: words at 200 a minute, code at 20 lines a minute."""
+def test_stated_minutes_match_the_count():
+    """Every step's minutes in the contents, and the totals, are what docs/reading_time.py counts
+    (within 3 minutes or 10% a step)."""
+    rt = _load_docs_module("reading_time")
+    problems = rt.problems(WALKTHROUGH.read_text(encoding="utf-8"))
+    assert not problems, ("walkthrough.md states minutes that drift from the count (python docs/reading_time.py "
+                          "prints the table):\n  " + "\n  ".join(problems))
+
+
+def plan_minutes(teaching_text):
+    """{name: minutes} from the lesson plan's table in docs/teaching.md ('Step 3 (130)'), and the
+    plan's stated total."""
+    rt = _load_docs_module("reading_time")
+    plan = teaching_text.split("## Lesson plan", 1)[1].split("\n## ", 1)[0]
+    entries = {}
+    for line in plan.split("\n"):
+        if line.startswith("| ") and not line.startswith("| ---") and not line.startswith("| meeting"):
+            for name, minutes in rt.PLAN_ENTRY.findall(line.split("|")[2]):
+                assert name not in entries, f"docs/teaching.md plans {name} twice"
+                entries[name] = int(minutes)
+    total = re.search(r"(\d+)\s+minutes\s+of\s+reading,\s+running\s+and\s+required\s+exercises", plan)
+    return entries, int(total.group(1)) if total else None
+
+
+def test_teaching_plan_matches_the_walkthrough():
+    """docs/teaching.md's lesson plan gives every unit of the core path once, with the minutes the
+    walkthrough states, and the same total."""
+    rt = _load_docs_module("reading_time")
     text = WALKTHROUGH.read_text(encoding="utf-8")
-    words, code_lines = core_path_size(text)
-    m = re.search(r"about ([\d,]+) words and ([\d,]+) lines of Python:\s+(?:about )?([\d,]+) minutes", text)
-    assert m, "walkthrough.md no longer states the core path's size and reading time"
-    stated_words, stated_lines, stated_minutes = (int(g.replace(",", "")) for g in m.groups())
-    assert abs(stated_words - words) <= 0.05 * words, f"core path: {words} words, stated {stated_words}"
-    assert abs(stated_lines - code_lines) <= 0.05 * code_lines, f"core path: {code_lines} lines, stated {stated_lines}"
-    assert abs(stated_minutes - (words / 200 + code_lines / 20)) <= 5, stated_minutes
+    stated, totals = rt.stated_minutes(text)
+    wanted = {rt.plan_name(unit): stated[unit.anchor] for unit in rt.units(text) if not unit.side_road}
+    planned, total = plan_minutes((REPO / "docs" / "teaching.md").read_text(encoding="utf-8"))
+    assert planned == wanted, f"docs/teaching.md plans {planned}, the walkthrough states {wanted}"
+    assert total == totals[0], f"docs/teaching.md's total is {total} minutes, the walkthrough's {totals[0]}"
+    teaching = (REPO / "docs" / "teaching.md").read_text(encoding="utf-8")
+    assert rt.update_plan(teaching, text) == teaching          # what --update would write changes nothing

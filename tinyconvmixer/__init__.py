@@ -17,7 +17,7 @@ Then the parts built on them:
     viz.py         draw the tape behind a tensor
     fast/          opt-in speed: faster variants of the reference ops (CPU blocks and
                    threads, CUDA kernels), registered against them (engine/dispatch.py)
-    util/          atomic file writes and the console's status line
+    util/          atomic file writes, the console's status line, CuPy diagnosis
 """
 
 from .engine import Function, Tensor, is_grad_enabled, no_grad

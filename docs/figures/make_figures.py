@@ -23,7 +23,8 @@ command uses (tinyconvmixer/train/report/plots.py):
 
     run_curves.png       loss, accuracy and learning rate per epoch
     run_filters.png      the patch-embedding filters and depthwise kernels before and after
-                         training (the initial model is rebuilt from the run's seed)
+                         training, and the change, each filter on one scale (the initial
+                         model is rebuilt from the run's seed)
     run_diagnostics.png  per-layer statistics over training (a run with --diagnostics)
 """
 
@@ -131,15 +132,15 @@ def bn_graph():
     weight = Tensor(rng.standard_normal(3), requires_grad=True)
     bias = Tensor(rng.standard_normal(3), requires_grad=True)
     axes = (0, 2, 3)
-    mu = x.mean(axis=axes, keepdims=True)
-    xc = x - mu
-    var = (xc * xc).mean(axis=axes, keepdims=True)
-    istd = (var + 1e-5) ** -0.5
-    xhat = xc * istd
+    mu = x.mean(axis=axes, keepdims=True)           # the names of the walkthrough's six steps
+    c = x - mu
+    v = (c * c).mean(axis=axes, keepdims=True)
+    s = (v + 1e-5) ** -0.5
+    xhat = c * s
     y = xhat * weight.reshape(1, 3, 1, 1) + bias.reshape(1, 3, 1, 1)
     fig = Figure(figsize=(9.5, 9.0), layout="constrained")
-    viz.draw(y, names={"x": x, "weight": weight, "bias": bias, "mu": mu, "xc": xc, "var": var,
-                       "istd": istd, "xhat": xhat, "y": y}, ax=fig.subplots(),
+    viz.draw(y, names={"x": x, "gamma (weight)": weight, "beta (bias)": bias, "mu": mu, "c": c, "v": v,
+                       "s": s, "xhat": xhat, "y": y}, ax=fig.subplots(),
              title="BatchNorm (training) as elementary ops; a mean is Sum times the constant 1/M")
     save(fig, "bn_graph.png")
 
@@ -327,11 +328,62 @@ def augment(n_images=8, n_draws=3):
     save(fig, "augment.png")
 
 
+def run_filters(initial, trained, title, n_filters=16):
+    """run_filters.png: filters before training, after it, and the change, on one scale per filter.
+
+    filters.png (plots.plot_filters) scales every kernel to its own largest weight, which is
+    right for one model but makes a random kernel and a trained one look alike. Here each
+    filter keeps ONE scale for its three pictures (its largest magnitude before or after
+    training), so a tap that grew shows darker after training, one that shrank paler, and
+    the third row shows the difference itself: white where nothing changed.
+    """
+    from tinyconvmixer.engine import backend
+    from tinyconvmixer.train.report.plots import depthwise_convs, mosaic
+
+    def weights(model, name):
+        return backend.to_numpy(dict(model.named_modules())[name].weight.data).astype(np.float64)
+
+    layers = [("0", "patch embedding")] + [(name, f"depthwise {i + 1}/{len(depthwise_convs(trained))}")
+                                           for i, (name, _) in enumerate(depthwise_convs(trained))]
+    fig = Figure(figsize=(2.5 * len(layers) + 1.2, 8.4), layout="constrained")
+    fig.suptitle(f"{title}\nthe first {n_filters} filters of each layer; each filter on one scale in all "
+                 f"three rows: its largest |weight| before or after training", fontsize=9)
+    axes = fig.subplots(3, len(layers))
+    image = None
+    for col, (name, label) in enumerate(layers):
+        whole0, whole1 = weights(initial, name), weights(trained, name)
+        moved = np.linalg.norm(whole1 - whole0) / np.linalg.norm(whole0)     # the whole layer, as Step 15 says
+        w0, w1 = whole0[:n_filters], whole1[:n_filters]
+        if name == "0":                                   # (n, 3, p, p): RGB, grey = 0
+            scale = np.maximum(np.abs(w0).max(axis=(1, 2, 3), keepdims=True),
+                               np.abs(w1).max(axis=(1, 2, 3), keepdims=True))
+            rgb = [np.clip(0.5 + 0.5 * w / scale, 0, 1).transpose(0, 2, 3, 1) for w in (w0, w1, w1 - w0)]
+            pictures = [np.nan_to_num(mosaic(t), nan=1.0) for t in rgb]
+            for ax, picture in zip(axes[:, col], pictures):
+                ax.imshow(picture, interpolation="nearest")
+        else:                                             # (n, 1, k, k): red positive, blue negative
+            k0, k1 = w0[:, 0], w1[:, 0]
+            scale = np.maximum(np.abs(k0).max(axis=(1, 2), keepdims=True), np.abs(k1).max(axis=(1, 2), keepdims=True))
+            for ax, k in zip(axes[:, col], (k0, k1, k1 - k0)):
+                image = ax.imshow(mosaic(k / scale), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        axes[0, col].set_title(f"{label}\nbefore training", fontsize=9)
+        axes[1, col].set_title("after training", fontsize=9)
+        axes[2, col].set_title(f"after - before (layer: |change| / |before| = {moved:.2f})", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("R, G, B of each 2 x 2 filter;\ngrey = 0", fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[:, 1:].ravel()), shrink=0.5, ticks=[-1, 0, 1])
+        bar.set_label("weight / the filter's scale", fontsize=8)
+    save(fig, "run_filters.png")
+
+
 def run_figures(run_dir):
     """run_curves.png and run_filters.png from a training run's folder (Steps 14-15)."""
     from tinyconvmixer import nn
     from tinyconvmixer.train.checkpoint import load_checkpoint
-    from tinyconvmixer.train.report.diagnostics import layer_labels, plot_diagnostics, plot_filters_before_after, read_csv
+    from tinyconvmixer.train.report.diagnostics import layer_labels, plot_diagnostics, read_csv
     from tinyconvmixer.train.report.plots import plot_curves, run_title
     from tinyconvmixer.train.files.runlog import read_metrics
 
@@ -353,9 +405,7 @@ def run_figures(run_dir):
     model.load_state_dict(checkpoint["model"])
     nn.init.manual_seed(args["seed"])                  # the model as the run initialised it
     initial = nn.ConvMixer(**config)
-    path = os.path.join(HERE, "run_filters.png")
-    plot_filters_before_after(initial, model, path, title=title)
-    print("wrote", os.path.relpath(path))
+    run_filters(initial, model, title)
     csv_path = os.path.join(run_dir, "diagnostics.csv")
     if os.path.exists(csv_path):
         path = os.path.join(HERE, "run_diagnostics.png")

@@ -10,8 +10,10 @@
 Where things live:
 
     dataset.py      load_cifar10, the CIFAR10 record, where data is looked for
-    cifar.py        the three on-disk formats (binary, Python pickle, image folder)
-    archive.py      reading .tar.gz archives and folders safely, without extracting
+    cifar.py        the three on-disk formats (binary, Python pickle, image folder), and what a
+                    source must hold (every image once, the numbers of the source it claims to be)
+    jpeg.py, png.py a strict check of an image file's data, bit by bit (Pillow decodes garbage)
+    archive.py      reading .tar/.tar.gz archives and folders safely, without extracting, to their end
     cache.py        the decoded-array .npz cache
     download.py     download with progress bar and MD5 check; the "data missing" message
     augment.py      TrainTransform / TestTransform: crop, flip, jitter, erasing, normalisation

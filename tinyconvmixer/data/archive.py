@@ -27,6 +27,7 @@ import stat
 import tarfile
 import zlib
 
+from ..util.paths import quoted
 from .errors import DataError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -59,10 +60,10 @@ def check_member(member, archive):
     parts = name.replace("\\", "/").split("/")
     drive = len(parts[0]) == 2 and parts[0][1] == ":"          # C:/... on Windows
     if name.startswith(("/", "\\")) or drive or ".." in parts:
-        raise DataError(f"{archive}: refusing archive member {name!r}: absolute paths and "
+        raise DataError(f"{quoted(archive)}: refusing archive member {name!r}: absolute paths and "
                         "'..' components are not allowed (the archive is not a safe CIFAR-10 archive)")
     if not (member.isfile() or member.isdir()):
-        raise DataError(f"{archive}: refusing archive member {name!r}: links, devices and other "
+        raise DataError(f"{quoted(archive)}: refusing archive member {name!r}: links, devices and other "
                         "special files are not allowed (the archive is not a safe CIFAR-10 archive)")
 
 
@@ -70,7 +71,7 @@ class SizeGuard:
     """Counts members and bytes, and refuses (DataError) what no CIFAR-10 source holds."""
 
     def __init__(self, where):
-        self.where, self.members, self.total, self.names = where, 0, 0, set()
+        self.where, self.members, self.total, self.names = quoted(where), 0, 0, set()
 
     def check(self, name, size, is_file=True):
         self.members += 1
@@ -115,14 +116,37 @@ def iter_archive(path, wanted, progress=None):
                 if member.isdir():
                     yield name, None
                 elif wanted(name):
-                    yield name, tar.extractfile(member).read()
+                    data = tar.extractfile(member).read()
+                    if len(data) != member.size:
+                        raise EOFError(f"member {name!r} holds {len(data):,} of its {member.size:,} bytes")
+                    yield name, data
                 if progress is not None:
                     progress(raw.tell(), total)
+            _check_end(tar, guard.members)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         detail = " ".join(str(exc).split())        # tarfile's message may span lines: keep one
-        raise DataError(f"{path}: cannot read this as a tar archive: it is corrupt, truncated or not "
+        raise DataError(f"{quoted(path)}: cannot read this as a tar archive: it is corrupt, truncated or not "
                         f"a .tar.gz at all ({type(exc).__name__}: {detail}). If it was downloaded, "
                         "delete it and download it again.") from exc
+
+
+def _check_end(tar, members):
+    """A tar archive ends with a block of zeros (two, by the standard). tarfile stops without a
+    word where the file ends, or at a damaged header, as if the archive ended there: a plain
+    .tar cut at a member boundary would pass for a smaller one. So the block where reading
+    stopped must be that end marker, and only zeros may follow it (else two archives were
+    joined, and the second would go unread). Reading to the end also makes gzip check its
+    own end-of-stream marker and CRC, which it does only there."""
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        what = ("the file ends" if not block else "the file ends inside a member header"
+                if len(block) < tarfile.BLOCKSIZE else "a damaged member header follows")
+        raise EOFError(f"no end-of-archive marker after {members:,} entries: {what} at byte "
+                       f"{tar.offset:,} of the archive's contents (the file was cut short or is damaged)")
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise EOFError("more data after the end-of-archive marker (two archives joined into one?)")
 
 
 def iter_folder(root, files, folders=(), progress=None):
@@ -140,12 +164,13 @@ def iter_folder(root, files, folders=(), progress=None):
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):       # a FIFO or a device would block or never end
-                raise DataError(f"{path}: not a regular file (a pipe, socket or device); refusing to read it")
+                raise DataError(f"{quoted(path)}: not a regular file (a pipe, socket or device); refusing "
+                                "to read it")
             guard.check(name, st.st_size)
             with open(path, "rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)       # a file that grew since it was measured stays bounded
         except OSError as exc:
-            raise DataError(f"{path}: cannot read this file ({exc})") from exc
+            raise DataError(f"{quoted(path)}: cannot read this file ({exc.strerror or exc})") from exc
         if len(data) > MAX_FILE_BYTES:
             guard.check(name + " (grew while being read)", len(data))
         yield name, data

@@ -18,6 +18,8 @@ re-seeding it the same way makes resuming exact. Stages that are switched
 off draw nothing.
 """
 
+import math
+
 import numpy as np
 
 from ..engine.backend import get_array_module
@@ -143,8 +145,8 @@ class TrainTransform:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         if not 0 <= ra_m <= 30 or ra_n < 0:
             raise ValueError(f"need ra_n >= 0 and ra_m in 0..30, got ra_n={ra_n}, ra_m={ra_m}")
-        if jitter < 0 or not 0 <= reprob <= 1:
-            raise ValueError(f"need jitter >= 0 and reprob in [0, 1], got {jitter}, {reprob}")
+        if not 0 <= jitter < math.inf or not 0 <= reprob <= 1:        # (also refuses nan)
+            raise ValueError(f"need jitter >= 0 (finite) and reprob in [0, 1], got {jitter}, {reprob}")
         self.ra_n, self.ra_m, self.scale = ra_n, ra_m, scale
         self.jitter, self.reprob, self.hflip = jitter, reprob, hflip
 

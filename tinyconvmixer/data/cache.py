@@ -36,6 +36,7 @@ import zipfile
 import numpy as np
 
 from ..util.atomic import atomic_write, remove_stale_temp_files, writable_dir
+from ..util.paths import quoted
 from .archive import archive_stem
 from .errors import DataError
 
@@ -59,12 +60,13 @@ def content_digest(source, files):
     digest = hashlib.sha256(f"v{FORMAT_VERSION}|".encode())
     prefix = len(os.path.join(source, ""))
     for path in files:
-        digest.update(f"{path[prefix:] if path != source else ''}|".encode())
+        digest.update(os.fsencode(f"{path[prefix:] if path != source else ''}|"))   # (any name, any bytes)
         # O_NONBLOCK: opening a named pipe must not wait for a writer (it is refused just below)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise DataError(f"{path}: not a regular file (a pipe, socket or device); refusing to read it")
+                raise DataError(f"{quoted(path)}: not a regular file (a pipe, socket or device); refusing to "
+                                "read it")
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
         finally:
@@ -85,7 +87,7 @@ def fingerprint(arrays):
 
 def cache_path(source, files, cache_dir):
     """Where the cache of `source` (made of `files`) lives in `cache_dir`."""
-    where = hashlib.sha256(f"{os.path.realpath(source)}".encode()).hexdigest()[:8]
+    where = hashlib.sha256(os.fsencode(os.path.realpath(source))).hexdigest()[:8]
     name = f"{archive_stem(os.path.normpath(source))}.decoded-{where}-{content_digest(source, files)}.npz"
     return os.path.join(cache_dir, name)
 
@@ -113,7 +115,9 @@ def load(path):
             kind, fp = str(npz["kind"]), str(npz["fingerprint"])
         _check(arrays, kind)
     except (OSError, ValueError, KeyError, EOFError, MemoryError, zipfile.BadZipFile) as exc:
-        warnings.warn(f"ignoring unreadable cache {path} ({exc}); decoding the data again", CacheWarning)
+        detail = " ".join(str(exc).split())
+        warnings.warn(f"ignoring unreadable cache {quoted(path)} ({detail}); decoding the data again",
+                      CacheWarning)
         return None
     return arrays, kind, fp
 
@@ -140,8 +144,8 @@ def save(path, arrays, kind, fp):
         remove_stale_temp_files(folder)
         atomic_write(path, write)          # also on Ctrl-C: never half a cache, no temporary file left
     except OSError as exc:
-        warnings.warn(f"could not write the data cache {path} ({exc}); the data will be decoded "
-                      "again next time", CacheWarning)
+        warnings.warn(f"could not write the data cache {quoted(path)} ({exc.strerror or exc}); the data "
+                      "will be decoded again next time", CacheWarning)
         return None
     _remove_stale(path)
     return path

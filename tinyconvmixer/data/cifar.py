@@ -19,6 +19,7 @@ so the same code reads an archive and a folder. Every image comes back as
 uint8 HWC, every label as int64, labels in the official class order.
 """
 
+import hashlib
 import io
 import os
 import pickle
@@ -26,6 +27,8 @@ import warnings
 
 import numpy as np
 
+from ..util.paths import quoted
+from . import jpeg, png
 from .errors import DataError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -35,6 +38,8 @@ BINARY_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.
 PYTHON_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 RECORD_BYTES = 1 + 3 * 32 * 32   # one label byte + a 3x32x32 image
+BATCH_IMAGES = 10_000            # images in each official batch file (5 training batches, 1 test batch)
+STRICT_CHECKS = {"JPEG": jpeg.check, "PNG": png.check}   # the formats read, and their full checks
 
 
 def wanted(name):
@@ -75,45 +80,117 @@ def read_cifar(entries, where):
     test_y (int64, (N,)). kind says which layout was found: "binary",
     "python" or "image-folder". `where` (the archive or folder path) is used
     in error messages.
+
+    A source that holds the data twice is refused, not read twice: two copies of
+    a batch (by name or by content), binary and Python batches together, batches
+    and an image tree together, the image tree under two roots (cifar/ and
+    cifar-backup/), or one image as two files (0001.png and 0001.jpg). So is a
+    source whose numbers of images do not fit what it claims to be (check_counts).
     """
     in_folder = os.path.isdir(where)
-    locate = (lambda name: os.path.join(where, name)) if in_folder else (lambda name: f"{where}: {name}")
-    batches = {}                                  # official batch file name -> (bytes, path)
+    q = quoted(where)
+    locate = ((lambda name: quoted(os.path.join(where, name))) if in_folder
+              else (lambda name: f"{q}: member {name!r}"))
+    batches = {}                                  # official batch file name -> (bytes, where)
     images = {split: [] for split in SPLITS}      # (label, file name, HWC uint8 image)
     seen = {split: set() for split in SPLITS}     # class folders found per split
+    roots = {split: {} for split in SPLITS}       # the folder above <split>/ -> a file or folder in it
+    stems = {}                                    # (split, class, file name without suffix) -> file name
     for name, data in entries:
         parts = name.split("/")
         if data is not None and parts[-1] in BINARY_FILES + PYTHON_FILES:
             if parts[-1] in batches:                  # two copies: which one is meant?
-                raise DataError(f"{where}: two files named {parts[-1]} ({batches[parts[-1]][1]} and "
+                raise DataError(f"{q}: two files named {parts[-1]} ({batches[parts[-1]][1]} and "
                                 f"{locate(name)}); refusing to guess which one is the CIFAR-10 batch")
             batches[parts[-1]] = (data, locate(name))
         elif data is None and len(parts) >= 2 and parts[-2] in SPLITS:
             seen[parts[-2]].add(parts[-1])        # a folder <split>/<class>
+            roots[parts[-2]].setdefault("/".join(parts[:-2]), name)
         elif data is not None and len(parts) >= 3 and parts[-3] in SPLITS:
             split, cls = parts[-3], parts[-2]     # a file <split>/<class>/<image>
             seen[split].add(cls)
+            roots[split].setdefault("/".join(parts[:-3]), name)
+            stem = (tuple(parts[:-3]), split, cls, os.path.splitext(parts[-1])[0])
+            if stem in stems:
+                raise DataError(f"{q}: one image as two files, {locate(stems[stem])} and {locate(name)}; "
+                                "refusing to guess which one is meant (or to train on it twice)")
+            stems[stem] = name
             if cls in CLASSES:
                 images[split].append((CLASSES.index(cls), name, decode_image(data, locate(name))))
+    for split in SPLITS:
+        if len(roots[split]) > 1:
+            copies = ", ".join(f"{r or '.'}/{split}/" for r in sorted(roots[split]))
+            raise DataError(f"{q}: two copies of the {split} split ({copies}); refusing to guess which one "
+                            "is meant (or to train and test on every image twice)")
 
+    kinds = [kind for kind, names in (("binary", BINARY_FILES), ("python", PYTHON_FILES))
+             if any(n in batches for n in names)]
+    if len(kinds) + any(seen.values()) > 1:
+        found = kinds + (["an image-folder tree"] if any(seen.values()) else [])
+        raise DataError(f"{q}: holds CIFAR-10 twice ({' and '.join(found)} data); refusing to guess which "
+                        "copy is meant. Give the path of one of them")
     for kind, names, read in (("binary", BINARY_FILES, read_binary_batch),
                               ("python", PYTHON_FILES, read_python_batch)):
-        if any(n in batches for n in names):
+        if kinds == [kind]:
             missing = [n for n in names if n not in batches]
             if missing:
-                raise DataError(f"{where}: incomplete CIFAR-10 {kind} batches, missing {', '.join(missing)}")
-            train = [read(*batches[n]) for n in names[:5]]
-            test_x, test_y = read(*batches[names[5]])
-            arrays = dict(train_x=np.concatenate([x for x, _ in train]),
-                          train_y=np.concatenate([y for _, y in train]),
-                          test_x=test_x, test_y=test_y)
+                raise DataError(f"{q}: incomplete CIFAR-10 {kind} batches, missing {', '.join(missing)}")
+            _no_identical_batches(names, batches, q)
+            parts = [read(*batches[n]) for n in names]
+            for n, (x, _) in zip(names, parts):
+                if len(x) != BATCH_IMAGES:
+                    raise DataError(f"{batches[n][1]}: {len(x):,} images; an official CIFAR-10 batch holds "
+                                    f"{BATCH_IMAGES:,} (the file is cut, padded or not CIFAR-10's)")
+            arrays = dict(train_x=np.concatenate([x for x, _ in parts[:5]]),
+                          train_y=np.concatenate([y for _, y in parts[:5]]),
+                          test_x=parts[5][0], test_y=parts[5][1])
+            check_counts(arrays, where, official=True)
             return arrays, kind
     if not any(seen.values()):
         raise DataError(
-            f"{where}: no CIFAR-10 data found. Expected the official batches "
+            f"{q}: no CIFAR-10 data found. Expected the official batches "
             f"({', '.join(BINARY_FILES)} or the Python pickles {', '.join(PYTHON_FILES)}), "
             "or an image-folder tree train/<class>/*.png|jpg and test/<class>/...")
-    return _stack_image_folder(images, seen, where), "image-folder"
+    arrays = _stack_image_folder(images, seen, where)
+    check_counts(arrays, where, official=False)
+    return arrays, "image-folder"
+
+
+def _no_identical_batches(names, batches, q):
+    digests = {}
+    for n in names:
+        digest = hashlib.sha256(batches[n][0]).digest()
+        if digest in digests:
+            raise DataError(f"{q}: {digests[digest]} and {n} hold the same bytes: one batch twice (the data set "
+                            "would train or test on those images twice); refusing it")
+        digests[digest] = n
+
+
+def class_counts(arrays, split):
+    """Images per class of one split, in class order."""
+    return np.bincount(arrays[f"{split}_y"], minlength=len(CLASSES)).tolist()
+
+
+def describe_counts(arrays):
+    """'5,000 train + 1,000 test images per class': what a (class-balanced) source holds."""
+    return " + ".join(f"{class_counts(arrays, split)[0]:,} {split}" for split in SPLITS) + " images per class"
+
+
+def check_counts(arrays, where, official):
+    """The numbers of images must be those of the source claimed: the official batches hold
+    5 x BATCH_IMAGES training and BATCH_IMAGES test images, the same number of each class; an
+    image folder (the full set, the bundled sample, a class-balanced subset) the same number
+    in every class of a split. Anything else (a class cut short, an image copied in twice) is
+    a DataError that lists the counts."""
+    for split, total in (("train", 5 * BATCH_IMAGES), ("test", BATCH_IMAGES)):
+        counts = class_counts(arrays, split)
+        if len(set(counts)) == 1 and (not official or sum(counts) == total):
+            continue
+        listed = ", ".join(f"{c} {k:,}" for c, k in zip(CLASSES, counts))
+        claim = (f"the official batches hold {total // len(CLASSES):,} of each class" if official else
+                 "CIFAR-10 and its class-balanced samples hold the same number of each class")
+        raise DataError(f"{quoted(where)}: the {split} images per class are {listed} ({sum(counts):,} in all); "
+                        f"{claim}, so this is not a whole copy (an image missing, or one there twice)")
 
 
 def _stack_image_folder(images, seen, where):
@@ -124,13 +201,14 @@ def _stack_image_folder(images, seen, where):
         extra = sorted(seen[split] - set(CLASSES))
         if missing or extra:
             raise DataError(
-                f"{where}: {split}/ must hold exactly the ten class folders "
+                f"{quoted(where)}: {split}/ must hold exactly the ten class folders "
                 f"{', '.join(CLASSES)}; missing: {', '.join(missing) or 'none'}; "
                 f"unexpected: {', '.join(extra) or 'none'}")
         counts = np.bincount([label for label, _, _ in images[split]], minlength=len(CLASSES))
         empty = [c for c, k in zip(CLASSES, counts) if k == 0]
         if empty:
-            raise DataError(f"{where}: no .png/.jpg images in {', '.join(f'{split}/{c}/' for c in empty)}")
+            raise DataError(f"{quoted(where)}: no .png/.jpg images in "
+                            f"{', '.join(f'{split}/{c}/' for c in empty)}")
         items = sorted(images[split], key=lambda item: item[:2])
         arrays[f"{split}_x"] = np.stack([image for _, _, image in items])
         arrays[f"{split}_y"] = np.array([label for label, _, _ in items], dtype=np.int64)
@@ -138,7 +216,12 @@ def _stack_image_folder(images, seen, where):
 
 
 def decode_image(data, name):
-    """Decode one PNG/JPEG file's bytes to a (32, 32, 3) uint8 array, insisting on 32x32 RGB."""
+    """Decode one PNG/JPEG file's bytes to a (32, 32, 3) uint8 array, insisting on 32x32 RGB.
+
+    A full check, not a header read: Pillow decodes every pixel, and the file's
+    own structure is checked strictly (jpeg.py, png.py), because Pillow decodes
+    garbage after a valid header without a word (libjpeg only warns).
+    """
     from PIL import Image   # Pillow comes with matplotlib; imported here, only folders need it
 
     try:
@@ -147,14 +230,20 @@ def decode_image(data, name):
             # refuse it before any pixel is decoded.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
+                if image.format not in STRICT_CHECKS:
+                    raise DataError(f"{name}: a {image.format} image; expected PNG or JPEG")
                 if image.size != (32, 32) or image.mode != "RGB":
                     raise DataError(f"{name}: expected a 32x32 RGB image, got "
                                     f"{image.size[0]}x{image.size[1]} {image.mode}")
-                return np.asarray(image, dtype=np.uint8)
+                pixels = np.asarray(image, dtype=np.uint8)
+                STRICT_CHECKS[image.format](data)
+                return pixels
     except DataError:
         raise
     except Exception as exc:   # broken files raise OSError, SyntaxError, ValueError, DecompressionBomb...
-        raise DataError(f"{name}: cannot decode this image ({type(exc).__name__}: {exc})") from exc
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{name}: cannot decode this image ({type(exc).__name__}: {detail}); the file is "
+                        "damaged") from exc
 
 
 def check_labels(labels, count, name):
@@ -168,7 +257,7 @@ def check_labels(labels, count, name):
     try:
         array = np.asarray(labels)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise DataError(f"{name}: the labels are not a list of integers ({exc})") from exc
+        raise DataError(f"{name}: the labels are not a list of integers ({' '.join(str(exc).split())})") from exc
     if array.dtype.kind not in "iu" or array.shape != (count,):
         raise DataError(f"{name}: expected {count} integer labels in 0..9, got {array.dtype} values "
                         f"of shape {array.shape}")
@@ -228,7 +317,8 @@ def read_python_batch(data, name):
     except DataError:
         raise
     except Exception as exc:  # truncated or garbled pickles raise many different types
-        raise DataError(f"{name}: cannot unpickle this CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{name}: cannot unpickle this CIFAR-10 batch ({type(exc).__name__}: {detail})") from exc
     if not isinstance(batch, dict):
         raise DataError(f"{name}: expected a pickled dict, got {type(batch).__name__}")
     rows = batch.get(b"data", batch.get("data"))

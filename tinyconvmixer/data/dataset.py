@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..util.paths import kind as path_kind, quoted, shown
 from ..util.statusline import StatusLine, format_seconds
 from . import cache as npz_cache
 from . import download as downloads
 from .archive import is_archive, iter_archive, iter_folder
-from .cifar import CLASSES, folder_contents, read_cifar, wanted
+from .cifar import CLASSES, describe_counts, folder_contents, read_cifar, wanted
 from .errors import DataError
 
 SAMPLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample", "cifar10-sample.tar.gz")
@@ -97,13 +98,18 @@ def load_cifar10(path=None, download=True, cache=True, progress=True):
                             "tinyconvmixer, or rebuild it with python -m tinyconvmixer.data.make_sample")
     else:
         path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if os.path.isfile(path):
+        what = path_kind(path)
+        if what == "a file":
             source = path
-        elif os.path.isdir(path):
+        elif what == "a folder":
             source = _find_or_download(path, download)   # an empty folder may be downloaded into
-        else:                                            # a typo must not start a download into a new folder
-            raise DataError(f"{path} does not exist: give an existing CIFAR-10 archive or folder (an empty "
-                            f"folder to download it into), or no path to use the default data folder {data_dir}")
+        elif what is None:                               # a typo must not start a download into a new folder
+            raise DataError(f"{quoted(path)} does not exist: give an existing CIFAR-10 archive or folder (an "
+                            f"empty folder to download it into), or no path to use the default data folder "
+                            f"{quoted(data_dir)}")
+        else:
+            raise DataError(f"{quoted(path)} is {what}, not a CIFAR-10 archive or folder: give the path of "
+                            "the archive (.tar.gz) or of the folder that holds the data")
 
     if os.path.isfile(source):
         files = [source]
@@ -116,7 +122,7 @@ def load_cifar10(path=None, download=True, cache=True, progress=True):
     try:
         cache_file = npz_cache.cache_path(source, files, data_dir) if cache else None
     except OSError as exc:
-        raise DataError(f"cannot read {source} ({exc})") from exc
+        raise DataError(f"cannot read {quoted(source)} ({exc.strerror or exc})") from exc
     hit = npz_cache.load(cache_file) if cache else None
     if hit is not None:
         arrays, kind, fingerprint = hit
@@ -124,7 +130,7 @@ def load_cifar10(path=None, download=True, cache=True, progress=True):
     else:
         report = DecodeReport(source, cached=cache, enabled=progress)
         arrays, kind = read_cifar(entries(report), source)
-        report.finish(len(arrays["train_y"]) + len(arrays["test_y"]))
+        report.finish(len(arrays["train_y"]) + len(arrays["test_y"]), describe_counts(arrays))
         fingerprint = npz_cache.fingerprint(arrays)
         written = npz_cache.save(cache_file, arrays, kind, fingerprint) if cache else None
         how = f"decoded now, cached in {written}" if written else "decoded now, not cached"
@@ -137,7 +143,7 @@ class DecodeReport:
     """The status line of a first decode: what is decoded, how far (%), for how long."""
 
     def __init__(self, source, cached=True, enabled=True):
-        self.name, self.start = os.path.basename(source), time.perf_counter()
+        self.name, self.start = shown(os.path.basename(source)), time.perf_counter()
         self.line = StatusLine() if enabled else None
         self.what = "first use: decoding" if cached else "decoding"
         self.show(0, 1, force=True)
@@ -150,10 +156,12 @@ class DecodeReport:
 
     __call__ = show
 
-    def finish(self, n_images):
+    def finish(self, n_images, counts=""):
+        """The last line: how many images, from where, how long; `counts` the images per class."""
         if self.line is not None:
             seconds = time.perf_counter() - self.start
-            self.line.close(f"decoded {n_images:,} images from {self.name} in {seconds:.1f} s")
+            self.line.close(f"decoded {self.name} in {seconds:.3g} s: "
+                            + (counts if counts else f"{n_images:,} images"))
 
 
 def _find_or_download(folder, download):

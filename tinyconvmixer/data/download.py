@@ -13,12 +13,13 @@ which file to put where, where to get it, and what else would do.
 
 import hashlib
 import os
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 
 from ..util.atomic import atomic_write, remove_stale_temp_files
+from ..util.paths import quoted, shown
+from ..util.statusline import StatusLine
 from .errors import DataError
 
 
@@ -64,7 +65,8 @@ def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE, m
 
     def fetch(tmp):
         """Stream `url` into `tmp`, then check it; raising here deletes `tmp`."""
-        digest, done, total, shown = hashlib.md5(), 0, 0, 0.0
+        digest, done, total = hashlib.md5(), 0, 0
+        line = StatusLine(min_interval=0.2, log_interval=30.0) if progress else None
         try:
             with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response, \
                     open(tmp, "wb") as out:
@@ -81,12 +83,11 @@ def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE, m
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
-                    if progress and (time.monotonic() - shown > 0.2 or done == total):
-                        _show_progress(name, done, total)
-                        shown = time.monotonic()
+                    if line is not None:
+                        line.show(_progress_text(name, done, total), force=done == total)
         finally:
-            if progress and done:
-                print(file=sys.stderr)     # end the progress line (before any error is shown)
+            if line is not None and done:
+                line.close(_progress_text(name, done, total))    # (before any error is shown)
         if total and done != total:
             raise DataError(f"the download of {url} stopped after {done} of {total} bytes; "
                             "the partial file was deleted, try again")
@@ -100,29 +101,27 @@ def download_url(url, dest, md5, progress=True, timeout=60, deadline=DEADLINE, m
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"could not download {url} to {dest} ({type(exc).__name__}: {exc})") from exc
+        detail = " ".join(str(exc).split())
+        raise DataError(f"could not download {url} to {quoted(dest)} ({type(exc).__name__}: {detail})") from exc
 
 
-def _show_progress(name, done, total):
-    """One self-overwriting line on stderr: a 30-character bar, megabytes and percent."""
+def _progress_text(name, done, total):
+    """The status line of a download: a 20-character bar, megabytes and percent."""
     mb = done / 1e6
     if total:
-        filled = int(30 * done / total)
-        bar = "#" * filled + "." * (30 - filled)
-        text = f"\rdownloading {name} [{bar}] {mb:6.1f}/{total / 1e6:.1f} MB {100 * done / total:3.0f}%"
-    else:
-        text = f"\rdownloading {name} {mb:6.1f} MB"
-    sys.stderr.write(text)
-    sys.stderr.flush()
+        filled = int(20 * done / total)
+        bar = "#" * filled + "." * (20 - filled)
+        return f"downloading {shown(name)} [{bar}] {mb:.1f}/{total / 1e6:.1f} MB {100 * done / total:.0f}%"
+    return f"downloading {shown(name)} {mb:.1f} MB"
 
 
 def missing_data_message(data_dir, reason):
     """Explain that CIFAR-10 is missing from `data_dir` (`reason` says why it was not downloaded)."""
     binary, python = CIFAR10_BINARY, CIFAR10_PYTHON
     return (
-        f"CIFAR-10 was not found in {data_dir}, and {reason}\n"
+        f"CIFAR-10 was not found in {quoted(data_dir)}, and {reason}\n"
         f"Put the official archive {binary.filename} (md5 {binary.md5}) at\n"
-        f"    {os.path.join(data_dir, binary.filename)}\n"
+        f"    {shown(os.path.join(data_dir, binary.filename))}\n"
         f"after downloading it on a machine with internet access from\n"
         f"    {binary.url}\n"
         f"The Python version {python.filename} ({python.url})\n"

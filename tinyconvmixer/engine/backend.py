@@ -8,6 +8,8 @@ imports numpy or cupy for computation on tensors.
 Device names are the strings ``"cpu"`` and ``"gpu"``.
 """
 
+import sys
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
@@ -27,11 +29,12 @@ def _load_cupy():
         return _cupy
     try:
         import cupy  # noqa: WPS433 (lazy: the CPU path must work without CuPy)
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("CuPy is installed but sees no CUDA GPU")
+        cupy.cuda.runtime.getDeviceCount()     # raises without a driver or a GPU
+        cupy.ones(1) + 1                       # the first kernel: CuPy compiles it for this GPU
         _cupy = cupy
-    except Exception as exc:  # ImportError, CUDA driver errors, ...
-        _cupy_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # ImportError, CUDA driver errors, a GPU too old for this CUDA, ...
+        from ..util.gpu_doctor import diagnose   # (only here: why, and the command that fixes it)
+        _cupy_error = diagnose(exc, sys.modules.get("cupy"))
     return _cupy
 
 
@@ -45,11 +48,7 @@ def check_device(device):
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
     if device == "gpu" and not gpu_available():
-        raise DeviceError(
-            "device 'gpu' was asked for but is not available "
-            f"({_cupy_error}). On a machine with an NVIDIA GPU, install CuPy for its "
-            "CUDA version: `pip install -e '.[gpu]'` brings cupy-cuda13x with CUDA 13's "
-            "libraries (for CUDA 12: pip install 'cupy-cuda12x[ctk]'); or use --device cpu.")
+        raise DeviceError(f"device 'gpu' is not available: {_cupy_error}; or use --device cpu")
     return device
 
 

@@ -3,35 +3,42 @@
     python -m tinyconvmixer.exercises new exercises      copy the stubs into ./exercises
     python -m tinyconvmixer.exercises list               the exercises, and which pass
     python -m tinyconvmixer.exercises check [NAME ...]   check them (all, or those named)
+    python -m tinyconvmixer.exercises train              the capstone: train on your functions
 
-`--dir DIR` points `list` and `check` at another folder (default ./exercises);
-`check --solutions` checks the reference solutions instead (for instructors).
+`--dir DIR` points the commands at another folder (default ./exercises); `check
+--solutions` checks the reference solutions (for instructors); `check --json`,
+`--gradescope FILE`, `--rubric FILE` and a hidden seed grade a class (grading.py).
 
 Each exercise is one file in stubs/: a function that raises NotImplementedError
 ("... not written yet"), with the formula to derive and hints in its docstring.
-The reference solutions are in solutions/, apart. To check an exercise, the
-checker loads the student's file, plugs its function into the engine in place
-of the engine's own (engine/dispatch.py's stand_in, as the planted bugs of
-gradcheck/bugs.py are), and runs gradient checks of the ops that use it
-(gradcheck/check.py) and, where PyTorch is installed, comparisons with PyTorch
-(gradcheck/parity.py). checker.py does the
-checking; this file says, for each exercise, what is plugged where and which
-checks run.
+The reference solutions are in solutions/, apart. Checking an exercise
+(checker.py) takes three kinds of check, all on inputs drawn from a seed:
+
+    call       the function called directly, in every form the engine calls it
+               with, beside the engine's own code in float64 (calls.py; exercise 4:
+               its order on graphs built to catch each mistake, graphs.py)
+    gradcheck  the function plugged into the engine in place of the engine's own
+               (engine/dispatch.py's stand_in, as the planted bugs of gradcheck/bugs.py
+               are), and the ops that use it checked against finite differences
+    pytorch    the same, beside PyTorch (where it is installed)
+
+A file that imports the engine's own answer is refused (honesty.py); every check
+runs in a child process with a time limit (isolate.py). This file says, for each
+exercise, what is plugged where and which engine checks run.
 """
 
 from dataclasses import dataclass
 from typing import Callable
 
 from .. import functional as F
-from ..engine import Function, Tensor, ops, tensor
+from ..engine import Function, Tensor, backend, ops, tensor
 from ..functional import activation, im2col, loss, normalization
 from ..functional.activation import normal_cdf
 from ..gradcheck import parity
 from ..gradcheck.cases import CASES, Case, binary_case, unary_case
-
-
-class ExerciseError(Exception):
-    """The student's function returned something the engine cannot use (the message says what)."""
+from .calls import write_message
+from .graphs import check_order
+from .outcome import ExerciseError
 
 
 @dataclass
@@ -42,7 +49,7 @@ class Exercise:
     functions: tuple      # the names the student writes
     step: str             # where the walkthrough explains it
     plug: Callable        # student module -> [(reference, replacement)], for dispatch.stand_in
-    gradchecks: list      # gradcheck Cases (gradcheck_cases.py) that run through the plugged code
+    gradchecks: list      # gradcheck Cases (gradcheck/cases.py) that run through the plugged code
     parity: list          # parity.ParityCases that do
     model: bool = False   # also check the tiny ConvMixer stack (in random directions: it is larger)
     note: str = ""        # which code path the plug takes, where that matters
@@ -62,79 +69,76 @@ def _pair(who, result, names):
     return result
 
 
+def _readonly(a):
+    """A read-only view of a NumPy array (CuPy has no such flag: its arrays pass as they are)."""
+    if isinstance(a, backend.numpy_module().ndarray):
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def student(who, fn):
+    """fn as the engine calls it, with read-only arrays: a write into an input (g -= ..., which
+    changes the gradient that the caller and other ops still hold) is named as such."""
+    def call(*args):
+        try:
+            return fn(*[_readonly(a) for a in args])
+        except ValueError as exc:
+            if "read-only" in str(exc):
+                raise ExerciseError(write_message(who, None)) from exc
+            raise
+    return call
+
+
 # ----- the plugs: the student's function in the engine's place ----------------------------------
 
 def _plug_unbroadcast(m):
+    fn = student("unbroadcast", m.unbroadcast)
+
     def unbroadcast(grad, shape):
         return _shape("unbroadcast", f"the gradient (grad {tuple(grad.shape)}, shape={tuple(shape)})",
-                      m.unbroadcast(grad, tuple(shape)), shape)
+                      fn(grad, tuple(shape)), shape)
     return [(ops.unbroadcast, unbroadcast)]
 
 
 def _plug_matmul(m):
+    fn = student("matmul_backward", m.matmul_backward)
+
     class MatMul(ops.MatMul):
         def backward(self, g):
-            ga, gb = _pair("matmul_backward", m.matmul_backward(self.a, self.b, g), ("ga", "gb"))
+            if self.a.ndim != 2 or self.b.ndim != 2:     # the exercise is 2-D; batches stay the engine's
+                return super().backward(g)
+            ga, gb = _pair("matmul_backward", fn(self.a, self.b, g), ("ga", "gb"))
             return (_shape("matmul_backward", "ga", ga, self.a.shape),
                     _shape("matmul_backward", "gb", gb, self.b.shape))
     return [(ops.MatMul, MatMul)]
 
 
 class _Mean(Function):
-    """mean as one Function, so that its backward can be the student's (the engine's mean
-    is a Sum times 1/n)."""
+    """mean as one Function, so that its backward can be the student's (the engine's mean is a
+    Sum times 1/n: the forward here computes exactly that, to the last bit)."""
     def forward(self, a):
         self.shape = a.shape
-        return a.mean(axis=self.axis, keepdims=self.keepdims)
+        s = a.sum(axis=self.axis, keepdims=self.keepdims)
+        n = a.size // max(s.size, 1) if a.size else 1
+        return s * backend.get_array_module(a).asarray(1.0 / n, dtype=s.dtype)
 
     def backward(self, g):
-        return _shape("mean_backward", "dx", self.student(g, self.shape, self.axis, self.keepdims),
-                      self.shape)
+        return _shape("mean_backward", "dx", self.student(g, self.shape, self.axis, self.keepdims), self.shape)
 
 
 def _plug_sum_mean(m):
+    sum_backward, mean_backward = student("sum_backward", m.sum_backward), student("mean_backward", m.mean_backward)
+
     class Sum(ops.Sum):
         def backward(self, g):
-            return _shape("sum_backward", "dx", m.sum_backward(g, self.shape, self.axis, self.keepdims),
-                          self.shape)
+            return _shape("sum_backward", "dx", sum_backward(g, self.shape, self.axis, self.keepdims), self.shape)
 
     def mean(a, axis=None, keepdims=False):
-        return _Mean.apply(a, axis=axis, keepdims=keepdims, student=m.mean_backward)
+        if a.dtype.kind != "f":
+            raise TypeError(f"mean() needs a floating-point tensor, got {a.dtype} (as in PyTorch)")
+        return _Mean.apply(a, axis=axis, keepdims=keepdims, student=mean_backward)
     return [(ops.Sum, Sum), (ops.mean, mean)]
-
-
-def _describe(t):
-    return f"the {type(t._fn).__name__} output {tuple(t.shape)}" if t._fn else f"a leaf {tuple(t.shape)}"
-
-
-def check_order(order, root):
-    """Raise ExerciseError naming the first tensor that the order puts in the wrong place."""
-    order = list(order)
-    position = {}
-    for k, t in enumerate(order):
-        if id(t) in position:
-            raise ExerciseError(f"topological_order lists {_describe(t)} twice (at {position[id(t)]} and {k})")
-        position[id(t)] = k
-    if not order or order[0] is not root:
-        raise ExerciseError("topological_order must start with the root (the tensor backward starts from)")
-    for t in order:
-        if not t.requires_grad:
-            raise ExerciseError(f"topological_order lists {_describe(t)}, which needs no gradient (a "
-                                "constant): follow only the inputs whose needs_grad is True")
-    for t in order:
-        if t._fn is None:
-            continue
-        for parent, need in zip(t._fn.inputs, t._fn.needs_grad):
-            if not need:
-                continue
-            if id(parent) not in position:
-                raise ExerciseError(f"topological_order misses {_describe(parent)}, an input of {_describe(t)}")
-            if position[id(parent)] < position[id(t)]:
-                raise ExerciseError(
-                    f"topological_order puts {_describe(parent)} (at {position[id(parent)]}) before "
-                    f"{_describe(t)} (at {position[id(t)]}), which uses it: its gradient would be "
-                    f"passed on before that op added its part")
-    return order
 
 
 def _plug_topological_order(m):
@@ -144,29 +148,34 @@ def _plug_topological_order(m):
 
 
 def _plug_gelu(m):
+    fn = student("gelu_slope", m.gelu_slope)
+
     class GELU(activation.GELU):
         def forward(self, x):
-            if self.approximate != "none":
+            if self.approximate != "none" or not self.recording:
                 return super().forward(x)
-            self.slope = _shape("gelu_slope", "the slope", m.gelu_slope(x), x.shape)
+            self.slope = _shape("gelu_slope", "the slope", fn(x), x.shape)
             return x * normal_cdf(x)
     return [(activation.GELU, GELU)]
 
 
 def _plug_col2im(m):
+    fn = student("col2im", m.col2im)
+
     def col2im(cols, padded_shape, stride):
-        return _shape("col2im", "dx_padded", m.col2im(cols, tuple(padded_shape), tuple(stride)), padded_shape)
+        return _shape("col2im", "dx_padded", fn(cols, tuple(padded_shape), tuple(stride)), padded_shape)
     return [(im2col.col2im, col2im)]
 
 
 def _plug_batchnorm(m):
+    fn = student("batchnorm_backward", m.batchnorm_backward)
+
     class BatchNorm(normalization.BatchNorm):
         def backward(self, g):
             if not self.training:
                 return super().backward(g)
             C = g.shape[1]
-            dx, dw, db = _pair("batchnorm_backward",
-                               m.batchnorm_backward(g, self.xhat, self.invstd.reshape(-1), self.weight),
+            dx, dw, db = _pair("batchnorm_backward", fn(g, self.xhat, self.invstd.reshape(-1), self.weight),
                                ("dx", "dweight", "dbias"))
             _shape("batchnorm_backward", "dx", dx, g.shape)
             if self.weight is not None:
@@ -177,18 +186,20 @@ def _plug_batchnorm(m):
 
 
 def _plug_log_softmax(m):
+    fn = student("log_softmax_backward", m.log_softmax_backward)
+
     class LogSoftmax(loss.LogSoftmax):
         def backward(self, g):
-            return _shape("log_softmax_backward", "dz", m.log_softmax_backward(g, self.out, self.axis),
-                          g.shape)
+            return _shape("log_softmax_backward", "dz", fn(g, self.out, self.axis), g.shape)
     return [(loss.LogSoftmax, LogSoftmax)]
 
 
 def _plug_cross_entropy(m):
+    fn = student("cross_entropy_backward", m.cross_entropy_backward)
+
     class CrossEntropy(loss.CrossEntropy):
         def backward(self, g):
-            return _shape("cross_entropy_backward", "dz",
-                          m.cross_entropy_backward(self.logp, self.target, g), self.logp.shape)
+            return _shape("cross_entropy_backward", "dz", fn(self.logp, self.target, g), self.logp.shape)
     return [(loss.CrossEntropy, CrossEntropy)]
 
 
@@ -220,9 +231,9 @@ def _uneven_stride_case(rng, xp):
     return (lambda x, w: F.conv2d(x, w, stride=(1, 2))), [x, w], ["x", "w"]
 
 
-_IM2COL_CONVS = ("conv2d", "conv2d stride=2 padding=1", "conv2d padding=(1,2) no bias", "conv2d padding=same",
-                 "conv2d patch k=2 stride=2", "conv2d stride 3 > kernel 2", "conv2d pointwise 1x1",
-                 "conv2d groups=2", "conv2d depthwise x2 multiplier")
+# The direct calls cover col2im's forms (overlaps, gaps, strides); these show it inside conv2d.
+_IM2COL_CONVS = ("conv2d", "conv2d stride=2 padding=1", "conv2d patch k=2 stride=2", "conv2d pointwise 1x1",
+                 "conv2d groups=2")
 _square = parity._same("matmul square", lambda a, b: a @ b, (3, 3), (3, 3))
 _sums = parity._same("sum and mean over axes", lambda x: (x.sum(2) * x.mean(0).sum(1)).mean() + x.sum(),
                      (2, 3, 4))
@@ -243,7 +254,8 @@ EXERCISES = [
              _cases("sum axis / mean", "global_avg_pool2d")
              + [unary_case("sum all", lambda x: x.sum() * x, 2, 3),
                 unary_case("sum axis=(0, 2) keepdims", lambda x: x.sum(axis=(0, 2), keepdims=True) * x, 2, 3, 4),
-                unary_case("mean axis=-1", lambda x: x.mean(axis=-1), 3, 5)],
+                unary_case("mean axis=-1", lambda x: x.mean(axis=-1), 3, 5),
+                unary_case("x - x.mean(axis=1, keepdims=True)", lambda x: x - x.mean(axis=1, keepdims=True), 3, 4)],
              [_sums] + _parity("global_avg_pool2d")),
     Exercise(4, "topological_order", "ex04_topological_order.py", ("topological_order",), "Step 3a",
              _plug_topological_order,
@@ -265,7 +277,10 @@ EXERCISES = [
              note="BatchNorm's reference, also for channels-last batches"),
     Exercise(8, "log_softmax", "ex08_log_softmax.py", ("log_softmax_backward",), "Step 10", _plug_log_softmax,
              _cases("log_softmax") + [unary_case("log_softmax axis=0", lambda x: F.log_softmax(x, axis=0),
-                                                 4, 3, scale=3.0)],
+                                                 4, 3, scale=3.0),
+                                      # c and log_softmax are handed the same g by the addition
+                                      binary_case("log_softmax(x) + c", lambda x, c: F.log_softmax(x) + c,
+                                                  (3, 4), (3, 4))],
              _parity("log_softmax")),
     Exercise(9, "cross_entropy", "ex09_cross_entropy.py", ("cross_entropy_backward",), "Step 10",
              _plug_cross_entropy, _cases("cross_entropy"),
@@ -282,4 +297,4 @@ def find(name):
     return BY_NAME.get(name)
 
 
-__all__ = ["EXERCISES", "Exercise", "ExerciseError", "find", "check_order"]
+__all__ = ["EXERCISES", "Exercise", "ExerciseError", "find", "check_order", "student"]

@@ -1,59 +1,63 @@
-"""Checking a student's exercise: load the file, plug it in, run the checks, report.
+"""Checking a student's exercise: refuse a borrowed answer, load the file, run every check, report.
 
-For one exercise the outcome is one of
-  PASS              every gradient check and every PyTorch comparison agrees
-  FAIL              some do not: each failing check is listed with its largest error
-                    and the first index that differs (or the error the code raised,
-                    with the line of the student's file it came from)
+`check_exercise(exercise, path, xp, seed)` returns an Outcome (outcome.py):
+
+  PASS              every check passes
+  FAIL              some do not: each failing check says which call or which check of the
+                    engine, and why (the worst element: expected and actual values; a shape,
+                    a dtype; the line of the student's file that raised)
   not written yet   a function still raises the stub's NotImplementedError
-  does not load     the file has a syntax error, or lacks a function
+  does not load     the file has a syntax error, lacks a function, or loops while loading
+  refused           it imports the engine's own code (honesty.py)
+  file missing
+
+The checks of one exercise (`plan`): its direct calls (calls.py; graphs.py for the
+topological order), then the engine's gradient checks and PyTorch comparisons with
+the student's function plugged in. Each is drawn from the seed, the exercise and its
+place in the list, so one seed repeats a run exactly. They run in a child process,
+each under a time limit (isolate.py), on the reference ops (dispatch.reference_only):
+the code the students read.
 """
 
 import importlib.util
+import math
+import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..engine import dispatch
 from ..gradcheck import gradcheck, parity
 from ..gradcheck.cases import CASES
-from . import ExerciseError
+from ..gradcheck.text import width, wrap
+from . import calls, forms, graphs, honesty, isolate
+from .outcome import ExerciseError, Line, Outcome
 
 HERE = Path(__file__).resolve().parent
 STUBS, SOLUTIONS = HERE / "stubs", HERE / "solutions"
+TIMEOUT = 20.0                       # seconds per check
+MAX_TIMEOUTS = 2                     # after this many time-outs, an exercise's other checks are not run
+RECURSION_LIMIT = 1000               # Python's default: a student's file may raise it, the caller's does not count
+MODEL = next(c for c in CASES if c.name == "tiny convmixer stack")
 
 
-@dataclass
-class Line:
-    """One check of one input: 'gradcheck' or 'pytorch', the case, the input, how it went."""
-    check: str
-    case: str
-    part: str
-    max_abs: float
-    first_bad: tuple = None
-    status: str = "PASS"      # PASS, FAIL, ERROR, SKIP
-    note: str = ""
-    directions: bool = False  # random mode: first_bad is the index of a random direction
-    factor: float = None      # yours = factor x the expected gradient, everywhere
-
-
-@dataclass
-class Outcome:
-    exercise: object
-    path: Path
-    status: str = "PASS"      # PASS, FAIL, not written yet, does not load
-    message: str = ""
-    lines: list = field(default_factory=list)
-
-    @property
-    def passed(self):
-        return self.status == "PASS"
-
-
-class _NotWrittenYet(Exception):
+class NotWrittenYet(Exception):
     pass
+
+
+@dataclass
+class Check:
+    kind: str                        # call, order, gradcheck, pytorch
+    label: str
+    run: Callable                    # (module, xp, path) -> [Line], in the child process
+
+
+def check_seed(seed, exercise, k):
+    """The seed of check k of an exercise: one run's checks are independent draws."""
+    return int(np.random.SeedSequence([seed, exercise.number, k]).generate_state(1)[0])
 
 
 def load(path, exercise):
@@ -68,71 +72,200 @@ def load(path, exercise):
 
 
 def _where(exc, path):
-    """'line 12 of ex02_matmul.py: ga = g @ b' for the deepest frame in the student's file."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f"line {f.lineno} of {path.name}" + (f" ({f.line.strip()})" if f.line else "")
+    """'line 12 of ex02_matmul.py (ga = g @ b)' for the deepest frame in the student's file."""
+    while exc is not None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+        if frames:
+            f = frames[-1]
+            return f"line {f.lineno} of {path.name}" + (f" ({f.line.strip()})" if f.line else "")
+        exc = exc.__cause__
+    return ""
 
 
-def _error_line(check, case, exc, path):
+def error_line(kind, label, exc, path):
+    """An ERROR line for an exception raised by a check (not written yet: NotWrittenYet)."""
     if isinstance(exc, NotImplementedError) and "not written yet" in str(exc):
-        raise _NotWrittenYet(str(exc)) from exc
-    if isinstance(exc, ExerciseError):
-        return Line(check, case, "-", np.nan, status="ERROR", note=str(exc))
+        raise NotWrittenYet(str(exc)) from exc
     where = _where(exc, path)
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
-    return Line(check, case, "-", np.nan, status="ERROR", note=f"{where}: {text}" if where else text)
+    if isinstance(exc, ExerciseError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return Line(kind, label, status="ERROR", message=f"{where}: {text}" if where else text)
 
 
-def _report_lines(check, case, reports, directions=False):
-    return [Line(check, case, r.name, r.max_abs, r.first_bad_index,
-                 "PASS" if r.passed else "FAIL", r.problem, directions, getattr(r, "factor", None))
-            for r in reports]
+def _engine_line(kind, label, report, directions):
+    """A Line from a gradcheck or parity InputReport, with the worst element's two values."""
+    line = Line(kind, label, report.name, "PASS" if report.passed else "FAIL",
+                error=report.max_abs if math.isfinite(report.max_abs) else math.nan)
+    if report.passed:
+        return line
+    if report.problem:
+        line.message = f"{report.name}: {report.problem}"
+        return line
+    reference = "finite differences" if kind == "gradcheck" else "PyTorch"
+    if directions:
+        at = f"for {report.name}, in random direction {report.worst_index[0]} of 8"
+    else:
+        index = ", ".join(map(str, report.worst_index or ()))
+        at = f"at {report.name}[{index}]" if index else f"at {report.name}"
+    line.message = f"max error {report.max_abs:.2e} {at}: {reference} {report.expected:.6g}, yours {report.actual:.6g}"
+    if report.factor is not None:
+        line.message += f"; yours is {report.factor:.4g} x the expected everywhere: a scale missing or extra?"
+    return line
 
 
-MODEL = next(c for c in CASES if c.name == "tiny convmixer stack")
+def plan(exercise, seed):
+    """The checks of one exercise, in the order they run (the same in every process)."""
+    checks = []
+    if exercise.name == "topological_order":
+        for k, (name, build) in enumerate(graphs.GRAPHS):
+            rng = np.random.default_rng(check_seed(seed, exercise, k))
+            checks.append(Check("order", f"topological_order on {name}",
+                                lambda m, xp, path, name=name, build=build, rng=rng:
+                                graphs.run(name, build, m.topological_order, rng)))
+    for call in forms.draw(exercise.name, np.random.default_rng(check_seed(seed, exercise, 0))):
+        who = forms.function_of(call.label)
+        checks.append(Check("call", call.label, lambda m, xp, path, call=call, who=who:
+                            calls.run(call, getattr(m, who), who, xp)))
+    engine = [(case, "full") for case in exercise.gradchecks] + ([(MODEL, "random")] if exercise.model else [])
+    for case, mode in engine:
+        s = check_seed(seed, exercise, len(checks))
+
+        def run(m, xp, path, case=case, mode=mode, s=s):
+            with dispatch.stand_in(*exercise.plug(m)):
+                fn, inputs, names = case.build(np.random.default_rng(s), xp)
+                result = gradcheck(fn, inputs, names=names, seed=s, mode=mode)
+            return [_engine_line("gradcheck", case.name, r, mode == "random") for r in result.inputs]
+        checks.append(Check("gradcheck", case.name, run))
+    for case in exercise.parity:
+        s = check_seed(seed, exercise, len(checks))
+
+        def run(m, xp, path, case=case, s=s):
+            torch = parity.load_torch()
+            if torch is None:
+                return [Line("pytorch", case.name, status="SKIP", message="PyTorch is not installed")]
+            with dispatch.stand_in(*exercise.plug(m)):
+                return [_engine_line("pytorch", case.name, r, False) for r in parity.run_case(case, xp, torch, s)]
+        checks.append(Check("pytorch", case.name, run))
+    return checks
 
 
-def check_exercise(exercise, path, xp, seed=0):
-    """Run every check of one exercise on the student's file; returns an Outcome."""
-    outcome = Outcome(exercise, path)
-    try:
-        module = load(path, exercise)
-    except ExerciseError as exc:
-        outcome.status, outcome.message = "does not load", str(exc)
-        return outcome
-    except Exception as exc:
-        where = f"line {exc.lineno} of {path.name}: " if isinstance(exc, SyntaxError) else _where(exc, path) + ": "
-        outcome.status, outcome.message = "does not load", f"{where}{type(exc).__name__}: {exc}"
-        return outcome
+def _job(exercise, path, xp, checks):
+    """What the child process runs: load the file, then each check from `start` on."""
+    def job(start):
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(RECURSION_LIMIT)     # Python's default, whatever the caller raised it to
+        try:
+            yield from steps(start)
+        finally:
+            sys.setrecursionlimit(limit)
+
+    def steps(start):
+        try:
+            module = load(path, exercise)
+            honesty.check_module(module, path)
+        except honesty.Refused as exc:
+            yield {"i": -1, "load": "refused", "message": str(exc)}
+            return
+        except Exception as exc:               # noqa: BLE001  (a student's file may raise anything)
+            if isinstance(exc, SyntaxError):
+                where = f"line {exc.lineno} of {path.name}: "
+            else:
+                where = (_where(exc, path) + ": ") if _where(exc, path) else ""
+            text = str(exc) if isinstance(exc, ExerciseError) else f"{type(exc).__name__}: {exc}"
+            yield {"i": -1, "load": "does not load", "message": where + text}
+            return
+        yield {"i": -1, "load": "ok"}
+        with dispatch.reference_only():
+            for k in range(start, len(checks)):
+                check = checks[k]
+                try:
+                    with np.errstate(all="ignore"):
+                        lines = check.run(module, xp, path)
+                except NotWrittenYet as exc:
+                    yield {"i": k, "not_written": str(exc)}
+                    return
+                except Exception as exc:       # noqa: BLE001
+                    try:
+                        lines = [error_line(check.kind, check.label, exc, path)]
+                    except NotWrittenYet as nwy:
+                        yield {"i": k, "not_written": str(nwy)}
+                        return
+                yield {"i": k, "lines": [line.as_dict() for line in lines]}
+    return job
+
+
+_warm = []
+
+
+def _warm_up():
+    """Import PyTorch and run two of its ops once in this process: their first call imports
+    more libraries (a second or two), which each child process would pay again otherwise."""
     torch = parity.load_torch()
-    try:
-        with dispatch.stand_in(*exercise.plug(module)):
-            runs = [(case, "full") for case in exercise.gradchecks] + ([(MODEL, "random")] if exercise.model else [])
-            for case, mode in runs:
-                try:
-                    fn, inputs, names = case.build(np.random.default_rng(seed), xp)
-                    result = gradcheck(fn, inputs, names=names, seed=seed, mode=mode)
-                    outcome.lines += _report_lines("gradcheck", case.name, result.inputs, mode == "random")
-                except Exception as exc:
-                    outcome.lines.append(_error_line("gradcheck", case.name, exc, path))
-            for case in exercise.parity:
-                if torch is None:
-                    outcome.lines.append(Line("pytorch", case.name, "-", np.nan, status="SKIP",
-                                              note="PyTorch is not installed"))
-                    continue
-                try:
-                    outcome.lines += _report_lines("pytorch", case.name, parity.run_case(case, xp, torch, seed))
-                except Exception as exc:
-                    outcome.lines.append(_error_line("pytorch", case.name, exc, path))
-    except _NotWrittenYet as exc:
-        outcome.status, outcome.message, outcome.lines = "not written yet", str(exc), []
+    if torch is None or _warm:
+        return
+    for case in parity.PARITY_CASES:
+        if case.name in ("conv2d k=3 padding=1", "gelu exact"):
+            with np.errstate(all="ignore"):
+                parity.run_case(case, np, torch, 0)
+    _warm.append(True)
+
+
+def check_exercise(exercise, path, xp, seed=0, timeout=TIMEOUT, fork=True, quiet=False):
+    """Run every check of one exercise on the student's file; returns an Outcome."""
+    outcome = Outcome(exercise, Path(path))
+    path = Path(path)
+    if not path.is_file():
+        outcome.status, outcome.message = "file missing", f"{path} is missing"
         return outcome
-    if any(line.status in ("FAIL", "ERROR") for line in outcome.lines):
-        outcome.status = "FAIL"
-    return outcome
+    try:
+        honesty.check_source(path)
+    except honesty.Refused as exc:
+        outcome.status, outcome.message = "refused", str(exc)
+        return outcome
+    checks = plan(exercise, seed)
+    if any(c.kind == "pytorch" for c in checks):
+        _warm_up()                                 # here, once: every child inherits it
+    fork = fork and xp is np                       # CUDA does not survive fork()
+    start = 0
+    while start < len(checks):
+        loaded = False
+        for message in isolate.run(_job(exercise, path, xp, checks), start, timeout, fork=fork, quiet=quiet):
+            k = message["i"]
+            if "load" in message:
+                if message["load"] != "ok":
+                    outcome.status, outcome.message = message["load"], message["message"]
+                    return outcome
+                loaded = True
+            elif "not_written" in message:
+                outcome.status, outcome.message, outcome.lines = "not written yet", message["not_written"], []
+                return outcome
+            elif "lines" in message:
+                outcome.lines += [Line.from_dict(d) for d in message["lines"]]
+                start = k + 1
+            elif not loaded:
+                why = (f"timed out after {message['timeout']:g} s" if "timeout" in message else message["ended"])
+                outcome.status, outcome.message = "does not load", f"{path.name}: {why} while loading"
+                return outcome
+            else:
+                check = checks[k]
+                if "timeout" in message:
+                    outcome.lines.append(Line(check.kind, check.label, status="TIMEOUT", message=(
+                        f"timed out after {message['timeout']:g} s and was stopped: an endless loop?")))
+                else:
+                    outcome.lines.append(Line(check.kind, check.label, status="ERROR",
+                                              message=f"{message['ended']} during this check"))
+                start = k + 1
+                if sum(line.status == "TIMEOUT" for line in outcome.lines) >= MAX_TIMEOUTS:
+                    outcome.lines += [Line(c.kind, c.label, status="ERROR", message=(
+                        f"not run: {MAX_TIMEOUTS} checks of this exercise timed out already"))
+                        for c in checks[start:]]
+                    start = len(checks)
+                break
+        else:
+            break
+    return outcome.finish()
 
 
 # ----- printing ------------------------------------------------------------------------------
@@ -141,43 +274,65 @@ def _count(n, noun):
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _error(x):
-    return "-" if np.isnan(x) else f"{x:.2e}"
+def summary(outcome):
+    """The part of an exercise's line after its status."""
+    if outcome.status != "PASS":
+        if outcome.status == "FAIL":
+            labels = list(dict.fromkeys((line.kind, line.case) for line in outcome.lines))
+            bad = list(dict.fromkeys((line.kind, line.case) for line in outcome.failing))
+            return f"{len(bad)} of {len(labels)} checks fail"
+        return outcome.message
+    ran = {}
+    for line in outcome.lines:
+        if line.status == "PASS":
+            ran.setdefault(line.kind, set()).add(line.case)
+    skipped = len({line.case for line in outcome.lines if line.status == "SKIP"})
+    parts = [_count(len(ran["call"]), "call") if "call" in ran else "",
+             _count(len(ran["order"]), "graph") if "order" in ran else "",
+             _count(len(ran.get("gradcheck", ())), "gradcheck"),
+             f"{len(ran['pytorch'])} beside PyTorch" if "pytorch" in ran else ""]
+    total = sum(len(v) for v in ran.values())
+    text = f"{total} checks: " + ", ".join(p for p in parts if p)
+    return text + (f"; {skipped} beside PyTorch skipped (not installed)" if skipped else "")
 
 
-def print_outcome(outcome, shown=8):
-    """The exercise's line, then (if it failed) its failing checks, at most `shown` of them."""
+def head(outcome):
     e = outcome.exercise
-    head = f"{e.number} {e.name:<18} {outcome.status}"
-    if outcome.status == "PASS":
-        ran = [line for line in outcome.lines if line.status == "PASS"]
-        skipped = sum(line.status == "SKIP" for line in outcome.lines)
-        largest = max(line.max_abs for line in ran)
-        gradchecks = len({line.case for line in ran if line.check == "gradcheck"})
-        comparisons = len({line.case for line in ran if line.check == "pytorch"})
-        extra = f", {_count(skipped, 'PyTorch comparison')} skipped (no PyTorch)" if skipped else ""
-        print(f"{head}: {_count(gradchecks, 'gradcheck')} and {_count(comparisons, 'PyTorch comparison')}, "
-              f"largest error {largest:.1e}{extra}")
-        return
-    if outcome.status != "FAIL":
-        print(f"{head}: {outcome.message}")
-        return
-    failing = [line for line in outcome.lines if line.status in ("FAIL", "ERROR")]
-    cases = {(line.check, line.case) for line in outcome.lines}
-    bad = {(line.check, line.case) for line in failing}
-    print(f"{head}: {len(bad)} of {len(cases)} checks fail, on {_count(len(failing), 'input')}")
-    width = max(len(line.case) for line in failing[:shown])
-    for line in failing[:shown]:
-        if line.status == "ERROR":
-            detail = f"error  {line.note}"
-        elif line.note:
-            detail = f"wrong  {line.note}"
-        elif line.directions:
-            detail = f"max error {_error(line.max_abs)} (8 random directions), first in direction {line.first_bad[0]}"
-        else:
-            detail = f"max error {_error(line.max_abs)}, first differs at {line.first_bad}"
-        if line.factor is not None:
-            detail += f"; yours is {line.factor:.4g} x the expected everywhere (a scale missing or extra?)"
-        print(f"    {line.check:<9} {line.case:<{width}}  {line.part:<7} {detail}")
-    if len(failing) > shown:
-        print(f"    ... and {len(failing) - shown} more")
+    return f"{e.number} {e.name:<18} {outcome.status}"
+
+
+_KIND_TITLE = {"call": "", "order": "", "gradcheck": "gradcheck through the engine: ",
+               "pytorch": "beside PyTorch, through the engine: "}
+
+
+def failure_lines(outcome, shown=5):
+    """The failing checks as printed lines: each check's call or name, then its parts' messages."""
+    limit = width()
+    groups = {}
+    for line in outcome.failing:
+        groups.setdefault((line.kind, line.case), []).append(line)
+    out, said = [], set()
+    for (kind, case), lines in list(groups.items())[:shown]:
+        out += wrap(_KIND_TITLE[kind] + case, indent="      ", first="    ", limit=limit)
+        for line in lines:
+            message = line.message or f"{line.part}: {line.status}"
+            out += wrap(message if message not in said else "the same as above", indent="          ",
+                        first="        ", limit=limit)
+            said.add(message)
+        right = [line.part for line in outcome.lines if (line.kind, line.case) == (kind, case)
+                 and line.status == "PASS" and line.part != "-"]
+        if right and kind == "call":
+            out += wrap(f"({', '.join(right)}: right)", indent="          ", first="        ", limit=limit)
+    if len(groups) > shown:
+        out.append(f"    ... and {len(groups) - shown} more failing (--all shows every one)")
+    return out
+
+
+def print_outcome(outcome, shown=5, file=None):
+    """The exercise's line, then (if it failed) its failing checks, at most `shown` of them."""
+    file = file or sys.stdout
+    for line in wrap(summary(outcome), indent=" " * 25, first=head(outcome) + ": ", limit=width()):
+        print(line, file=file)
+    if outcome.status == "FAIL":
+        for line in failure_lines(outcome, shown):
+            print(line, file=file)

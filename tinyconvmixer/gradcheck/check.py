@@ -38,6 +38,8 @@ class InputReport:
     first_bad_index: tuple = None   # the first element (in C order) outside the tolerance, if any
     problem: str = ""    # set when there is no gradient to compare (none, or the wrong shape)
     factor: float = None  # when it fails by a constant factor: analytic = factor * numeric everywhere
+    expected: float = None   # at worst_index: the numeric value (finite differences, or the reference)
+    actual: float = None     # ... and the analytic one (backward's)
 
 
 @dataclass
@@ -149,23 +151,29 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, mode="full", n_directi
         bad = err > atol + rtol * scale + noise
         where = (lambda k: np.unravel_index(k, t.shape)) if mode == "full" else (lambda k: (k,))
         index = lambda k: tuple(int(j) for j in where(k))   # noqa: E731
-        max_abs = float(err.max())
+        max_abs, worst = float(err.max()), int(err.argmax())
         reports.append(InputReport(
             name=name, max_abs=max_abs,
             max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
-            worst_index=index(int(err.argmax())),
+            worst_index=index(worst),
             passed=not bad.any() and bool(np.isfinite(numeric).all()),
             first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None,
-            factor=_constant_factor(analytic, numeric) if bad.any() else None))
+            factor=_constant_factor(analytic, numeric) if bad.any() else None,
+            expected=float(numeric[worst]), actual=float(analytic[worst])))
     return GradcheckResult(inputs=reports, passed=all(r.passed for r in reports))
 
 
 def _constant_factor(analytic, numeric):
     """k if analytic = k * numeric everywhere (to 1e-4), else None: a wrong gradient that is off
-    by a constant factor usually misses or doubles a scale (a 1/N, a 1/sqrt(2 pi), a 2)."""
+    by a constant factor usually misses or doubles a scale (a 1/N, a 1/sqrt(2 pi), a 2).
+
+    Only where the factor means something: the numeric gradient must be well above the rounding
+    noise of finite differences (1e-6), or k is a ratio of two noises (BatchNorm's gradient of
+    sum(y) is 0: a wrong one is "-0.0028 x" a noise); and k between 1e-3 and 1e3."""
     a, n = np.ravel(analytic), np.ravel(numeric)
-    nn = float(n @ n)
-    if not (nn > 0 and np.isfinite(a).all() and np.isfinite(n).all()):
+    if not (np.isfinite(a).all() and np.isfinite(n).all()) or np.abs(n).max(initial=0.0) < 1e-6:
         return None
-    k = float(a @ n) / nn
+    k = float(a @ n) / float(n @ n)
+    if not 1e-3 < abs(k) < 1e3:
+        return None
     return k if np.abs(a - k * n).max() <= 1e-4 * np.abs(n).max() else None

@@ -34,10 +34,13 @@ RTOL, ATOL = 1e-8, 1e-10    # float64 on both sides: only rounding may differ
 
 
 def load_torch():
-    """The torch module, or None when it is not installed."""
-    if importlib.util.find_spec("torch") is None:
+    """The torch module, or None when it is not installed (or installed but cannot be imported)."""
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+    except ImportError:
         return None
-    import torch
     return torch
 
 
@@ -67,10 +70,11 @@ def compare(part, ours, theirs, rtol=RTOL, atol=ATOL):
     scale = float(np.abs(np.nan_to_num(theirs)).max())
     bad = err > atol + rtol * scale
     index = lambda k: tuple(int(j) for j in np.unravel_index(k, ours.shape))   # noqa: E731
-    max_abs = float(err.max())
+    max_abs, worst = float(err.max()), int(err.argmax())
     return InputReport(part, max_abs, max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
-                       index(int(err.argmax())), not bad.any(),
-                       first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None)
+                       index(worst), not bad.any(),
+                       first_bad_index=index(int(np.flatnonzero(bad)[0])) if bad.any() else None,
+                       expected=float(theirs.reshape(-1)[worst]), actual=float(ours.reshape(-1)[worst]))
 
 
 # ----- PyTorch parity of the ops -----------------------------------------------------------

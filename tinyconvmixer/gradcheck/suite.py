@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import math
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from ..engine import backend, dispatch
 from . import bugs, parity
 from .cases import CASES
 from .check import gradcheck
+from .text import Column, paragraph, table, wrap
 
 IMPLS = {"reference": "the reference ops alone",
          "fast": "the faster variants of tinyconvmixer.fast where they apply"}
@@ -36,7 +36,7 @@ KINDS = {
     "ones": "per-op gradcheck, upstream gradient u = 1",
     "op": "per-op gradcheck, random upstream gradient",
     "model": "gradcheck of a tiny ConvMixer stack",
-    "parity": "the ops beside PyTorch (outputs, gradients, buffers)",
+    "parity": "beside PyTorch: outputs, gradients, buffers",
     "optim": "AdamW: decay alone, and beside PyTorch",
 }
 DEFAULT_KINDS = ("op", "model")
@@ -68,7 +68,7 @@ def _rows_from_reports(kind, check, reports, directions=False):
 
 def _error_row(kind, check, exc):
     message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return Row(kind, check, "-", math.nan, math.nan, None, "ERROR", message[:120])
+    return Row(kind, check, "-", math.nan, math.nan, None, "ERROR", message[:300])
 
 
 def checks_of(kind, op=None):
@@ -120,24 +120,27 @@ def verdict(rows):
 
 
 # ----- printing ------------------------------------------------------------------------------
+# Every table and paragraph fits 80 columns, or the terminal where it is wider (text.py): in a
+# narrow terminal the relative error is left out first, then long check names wrap.
 
 def _number(x):
-    return f"{x:12.2e}" if not math.isnan(x) else f"{'-':>12}"
+    return f"{x:.2e}" if not math.isnan(x) else "-"
 
 
 def print_table(rows, with_kind=False, part_header="input"):
-    """The table, with the check column as wide as the longest check name."""
-    width = max([len("check")] + [len(r.check) for r in rows])
-    part_width = max([len(part_header)] + [len(r.part) for r in rows])
-    kind = f"{'kind':<8}" if with_kind else ""
-    print(f"{kind}{'check':<{width}} {part_header:<{part_width}} {'max abs err':>12} "
-          f"{'max rel err':>12}  {'worst at':<16} result")
+    """The table: one row per input of each check; a row's note (why it failed) goes under it."""
+    columns = [Column("kind", gap=0), Column("check", gap=2 if with_kind else 0), Column(part_header),
+               Column("max abs err", ">", gap=2), Column("max rel err", ">", gap=2, optional=1),
+               Column("worst at", gap=2), Column("result", gap=2)]
+    cells, notes = [], []
     for r in rows:
-        kind = f"{r.kind:<8}" if with_kind else ""
         where = "-" if not r.worst else f"direction {r.worst[0]}" if r.directions else str(r.worst)
-        note = f"  {r.note}" if r.note else ""
-        print(f"{kind}{r.check:<{width}} {r.part:<{part_width}} {_number(r.max_abs)} {_number(r.max_rel)}  "
-              f"{where:<16} {r.status}{note}")
+        cells.append([r.kind, r.check, r.part, _number(r.max_abs), _number(r.max_rel), where, r.status])
+        notes.append(r.note)
+    if not with_kind:
+        columns, cells = columns[1:], [c[1:] for c in cells]
+    for line in table(columns, cells, notes=notes, flex=1 if with_kind else 0):
+        print(line)
 
 
 def _count(rows):
@@ -147,14 +150,17 @@ def _count(rows):
 
 
 def print_summary(by_kind, expected=None):
-    """One line per kind: what it runs, how many checks fail, and the verdict."""
-    print(f"{'kind':<8}{'what it runs':<54}{'failing':>9}  verdict" + ("   expected" if expected else ""))
+    """One line per kind: how many checks fail, the verdict (and the catalogue's), what it runs."""
+    columns = [Column("kind", gap=0), Column("failing", ">", gap=2), Column("verdict", gap=2)]
+    columns += [Column("expected", gap=2)] if expected else []
+    columns.append(Column("what it runs", gap=2))
+    cells = []
     for kind, rows in by_kind.items():
         failing, total = _count(rows)
-        line = f"{kind:<8}{KINDS[kind]:<54}{f'{failing} of {total}':>9}  {verdict(rows):<8}"
-        if expected:
-            line += f"  {'caught' if kind in expected else 'missed'}"
-        print(line.rstrip())
+        cells.append([kind, f"{failing} of {total}", verdict(rows)]
+                     + (["caught" if kind in expected else "missed"] if expected else []) + [KINDS[kind]])
+    for line in table(columns, cells, flex=len(columns) - 1):
+        print(line)
 
 
 # ----- the planted-bug game -----------------------------------------------------------------
@@ -176,7 +182,7 @@ def _kind_list(kinds):
 
 
 def _paragraph(label, text):
-    return textwrap.fill(text, 100, initial_indent=label, subsequent_indent=" " * len(label))
+    return paragraph(label, text)
 
 
 def _run_and_show(bug, kinds, xp, op, mode, seed, expected=None):
@@ -197,11 +203,11 @@ def inject(bug, kinds, xp, op, mode, seed):
     print(_paragraph("  where: ", bug.where))
     by_kind, _ = _run_and_show(bug, kinds, xp, op, mode, seed, expected=bug.caught_by)
     missed = [k for k in KINDS if k not in bug.caught_by]
-    print(f"\nthe catalogue: caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}")
+    print("\n" + paragraph("the catalogue: ", f"caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}"))
     skipped = [f"{k} ({rows[0].note if rows else 'no check of this kind matches --op'})"
                for k, rows in by_kind.items() if verdict(rows) == "skipped"]
     if skipped:
-        print(f"not run here: {', '.join(skipped)}")
+        print(paragraph("not run here: ", ", ".join(skipped)))
     ok = as_expected(bug, by_kind)
     print("every kind that ran did what the catalogue says" if ok else
           "NOT as the catalogue says: see the verdicts above")
@@ -209,11 +215,18 @@ def inject(bug, kinds, xp, op, mode, seed):
     return 0 if ok else 1
 
 
-def mystery(seed, kinds, xp, op, mode, check_seed):
+def mystery_check_seed(seed, extra=0):
+    """The seed of the checks' inputs in `--mystery seed`: drawn from the mystery seed, so that
+    the table is not the one `--inject NAME` prints (its checks use --seed, 0 by default), and
+    comparing the two byte by byte names no bug."""
+    return int(np.random.SeedSequence([seed, extra, 0x6D797374]).generate_state(1)[0])
+
+
+def mystery(seed, kinds, xp, op, mode, extra_seed=0):
     bug = bugs.mystery(seed)
     print(f"mystery bug {seed} planted, in memory only. Which op is broken, and how?")
-    _, failing = _run_and_show(bug, kinds, xp, op, mode, check_seed)
-    print(f"\n`python -m tinyconvmixer.gradcheck --reveal {seed}` names the bug.")
+    _, failing = _run_and_show(bug, kinds, xp, op, mode, mystery_check_seed(seed, extra_seed))
+    print("\n" + paragraph("", f"`python -m tinyconvmixer.gradcheck --reveal {seed}` names the bug."))
     return 1 if failing else 0
 
 
@@ -223,15 +236,15 @@ def reveal(seed):
     print(f"mystery bug {seed} is {bug.name} ({bug.op}):")
     print(_paragraph("  bug:   ", bug.summary))
     print(_paragraph("  where: ", bug.where))
-    print(f"  caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}")
+    print(_paragraph("  ", f"caught by {_kind_list(bug.caught_by)}; missed by {_kind_list(missed)}"))
     print(_paragraph("  why:   ", bug.explanation))
-    print(f"(`python -m tinyconvmixer.gradcheck --inject {bug.name}` plants it by name)")
+    print(paragraph("", f"(`python -m tinyconvmixer.gradcheck --inject {bug.name}` plants it by name)"))
 
 
 def list_bugs():
-    width = max(len(b.name) for b in bugs.BUGS)
+    name_width = max(len(b.name) for b in bugs.BUGS)
     for b in bugs.BUGS:
-        print(f"{b.name:<{width}}  {b.summary}")
+        print("\n".join(wrap(b.summary, indent=" " * (name_width + 2), first=f"{b.name:<{name_width}}  ")))
     print(f"\n{len(bugs.BUGS)} bugs; `--inject NAME` plants one and says which kinds of check catch it")
 
 
@@ -273,7 +286,8 @@ def main(argv=None):
     parser.add_argument("--mode", choices=["full", "random"],
                         help="'full' perturbs every element (the default), 'random' checks 8 random directions "
                              "per input (the default of --inject and --mystery: enough to see which checks fail)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the checks' random inputs (default 0; "
+                        "--mystery draws its own from the mystery seed and this one)")
     parser.add_argument("--impl", choices=["reference", "fast", "both"], default="reference",
                         help="check the reference ops (the default), their faster variants "
                              "(tinyconvmixer.fast), or both in turn")
@@ -286,7 +300,7 @@ def main(argv=None):
 
     for seed in (args.mystery, args.reveal):
         if seed is not None and seed < 0:
-            print(f"error: the seed must be 0 or more, got {seed}", file=sys.stderr)
+            print(paragraph("error: ", f"the seed must be 0 or more, got {seed}"), file=sys.stderr)
             return 2
     if args.list_bugs:
         list_bugs()
@@ -295,14 +309,14 @@ def main(argv=None):
         reveal(args.reveal)
         return 0
     if args.inject is not None and args.inject not in bugs.BY_NAME:
-        print(f"error: no bug named {args.inject!r}; --list-bugs lists them", file=sys.stderr)
+        print(paragraph("error: ", f"no bug named {args.inject!r}; --list-bugs lists them"), file=sys.stderr)
         return 2
     playing = args.inject is not None or args.mystery is not None
     args.mode = args.mode or ("random" if playing else "full")
     try:
         kinds = _parse_kinds(args.kind) if args.kind else (tuple(KINDS) if playing else DEFAULT_KINDS)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(paragraph("error: ", f"{exc}"), file=sys.stderr)
         return 2
     names = {k: checks_of(k, args.op) for k in kinds}
     if args.list:
@@ -311,12 +325,12 @@ def main(argv=None):
                 print(name if kinds == DEFAULT_KINDS else f"{kind:<8}{name}")
         return 0
     if not any(names.values()):
-        print(f"error: no check matches --op {args.op!r}; see --list", file=sys.stderr)
+        print(paragraph("error: ", f"no check matches --op {args.op!r}; see --list"), file=sys.stderr)
         return 2
     try:
         xp = backend.xp_for(args.device)
     except backend.DeviceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(paragraph("error: ", f"{exc}"), file=sys.stderr)
         return 2
 
     if args.inject is not None:

@@ -10,6 +10,8 @@ any data is loaded, instead of a traceback minutes later.
 
 import argparse
 import math
+import os
+import re
 import sys
 
 from .checkpoint import CheckpointError, load_checkpoint
@@ -23,9 +25,16 @@ SMOKE = dict(data="sample", hdim=48, depth=3, kernel_size=5, patch_size=4, epoch
              batch_size=64, lr_max=0.02, ra_n=1, ra_m=8)
 # Settings that --resume takes from the checkpoint unless given on the command line.
 NOT_RESUMED = ("resume", "out", "device", "smoke", "overwrite", "reference")
-# Arguments that must be at least 1 (when given).
-POSITIVE = ("hdim", "depth", "kernel_size", "patch_size", "epochs", "batch_size", "eval_batch_size",
-            "train_subset", "test_subset")
+# The whole-number arguments and their bounds (inclusive): far beyond anything useful, and small
+# enough that no product or float of them overflows, so a flag given as 10**400 is a one-line
+# error instead of an OverflowError minutes later. (The float arguments must be finite, which
+# 1e400 is not, and within the ranges check_args and TrainTransform give them.)
+BOUNDS = dict(hdim=(1, 16384), depth=(1, 1024), kernel_size=(1, 63), patch_size=(1, IMAGE_SIZE),
+              epochs=(1, 100_000), batch_size=(1, 1_000_000), eval_batch_size=(1, 1_000_000),
+              train_subset=(1, 10**8), test_subset=(1, 10**8), val_split=(0, 10**8),
+              ra_n=(0, 100), ra_m=(0, 30), seed=(0, 2**63 - 1))
+WHY = dict(patch_size=f" (the patches tile {IMAGE_SIZE}x{IMAGE_SIZE} images)")
+RECIPE_VAL_SPLIT = 5000             # what the messages suggest: 10% of CIFAR-10's 50,000 training images
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +42,8 @@ class _Parser(argparse.ArgumentParser):
     block followed by the message: the line names the problem, --help lists the flags."""
 
     def error(self, message):
-        print(f"error: {message} (see {COMMAND} --help)", file=sys.stderr)
+        message = re.sub(r"\d{40,}", lambda m: f"{m.group()[:12]}...({len(m.group())} digits)", message)
+        print(f"error: {' '.join(message.split())} (see {COMMAND} --help)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -73,6 +83,11 @@ def build_parser():
       "N images (default: all)")
     a("--test-subset", type=int, default=None, metavar="N", help="test on a fixed class-balanced subset of "
       "N images (default: all)")
+    a("--val-split", type=int, default=0, metavar="N", help="hold out N of the training images as a "
+      "validation set (class-balanced, a fixed draw independent of --seed; --train-subset then draws from "
+      "the rest), evaluated after every epoch: best.npz is the epoch with the best validation accuracy. "
+      f"With 0 there is no validation set and no best.npz: test accuracy is reported, never used to "
+      f"choose (the paper's recipe; {RECIPE_VAL_SPLIT} is 10%% of CIFAR-10) (default: %(default)s)")
     a("--seed", type=int, default=0, help="seed of the initial weights, the batch order and the augmentation "
       "(default: %(default)s)")
     a("--out", default=None, metavar="DIR", help="run folder; one that holds another run is refused unless "
@@ -100,7 +115,7 @@ def parse_args(argv=None):
     the checkpoint's own settings; anything given on the command line wins.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _expand(parser.parse_args(argv))
     layers, checkpoint = {}, None
     if args.smoke:
         layers.update(SMOKE)
@@ -114,9 +129,17 @@ def parse_args(argv=None):
         layers.update({k: v for k, v in saved.items() if k not in NOT_RESUMED})
     if layers:
         parser.set_defaults(**layers)
-        args = parser.parse_args(argv)
+        args = _expand(parser.parse_args(argv))
     check_args(parser, args)
     return args, checkpoint
+
+
+def _expand(args):
+    """~ in --out and --resume is the home folder, as in --data (a shell leaves a quoted ~ alone)."""
+    for name in ("out", "resume"):
+        if getattr(args, name):
+            setattr(args, name, os.path.expanduser(getattr(args, name)))
+    return args
 
 
 def check_args(parser, args):
@@ -125,9 +148,15 @@ def check_args(parser, args):
     def refuse(name, problem):
         parser.error(f"--{name.replace('_', '-')} {problem}, got {getattr(args, name)}")
 
-    for name in POSITIVE:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            refuse(name, "must be at least 1")
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            refuse(name, f"must be at least {low}")
+        if value is not None and value > high:
+            refuse(name, f"must be at most {high:,}{WHY.get(name, '')}")
+    for name in ("out", "data", "resume"):           # "" would mean the current folder (or a download into it)
+        if getattr(args, name, None) == "":
+            parser.error(f"--{name} must not be empty (leave it out for the default)")
     for name in ("lr_max", "wd"):
         if not 0 <= getattr(args, name) < math.inf:              # also refuses nan
             refuse(name, "must be a finite number >= 0")
@@ -135,8 +164,6 @@ def check_args(parser, args):
         refuse("clip_norm", "must be a finite number > 0 (leave it out for no clipping)")
     if args.kernel_size % 2 == 0:
         refuse("kernel_size", "must be odd (the depthwise convolution pads to the 'same' size)")
-    if args.patch_size > IMAGE_SIZE:
-        refuse("patch_size", f"must be at most {IMAGE_SIZE} (the patches tile {IMAGE_SIZE}x{IMAGE_SIZE} images)")
     tokens = (IMAGE_SIZE // args.patch_size) ** 2
     smallest = min(args.batch_size, args.train_subset or args.batch_size)
     if smallest * tokens < 2:

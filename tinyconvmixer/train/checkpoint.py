@@ -37,9 +37,12 @@ from numpy.lib import format as npy_format
 
 from ..engine import backend
 from ..util.atomic import atomic_write
+from ..util.paths import kind, quoted
 
 FORMAT = "tinyconvmixer-checkpoint"
-VERSION = 2             # 2: accuracies in percent, run identity (data fingerprint), checked progress
+VERSION = 3             # 2: accuracies in percent, run identity (data fingerprint), checked progress;
+                        # 3: a validation split (--val-split) chooses the best epoch, not test accuracy
+READABLE = (2, 3)       # version 2 is read as version 3 of a run without a validation set (upgrade)
 MAX_MEMBERS = 100_000
 MAX_EXPANSION = 8       # declared array bytes at most this times the file's size (+1 MiB)
 NUMERIC_KINDS = "biuf"
@@ -75,13 +78,13 @@ def save_checkpoint(path, model, optimizer, meta, state=None):
                 arrays[f"optim/{i}/{name}"] = backend.to_numpy(value)
     bad = first_non_finite(arrays)
     if bad is not None:
-        raise NonFiniteCheckpoint(f"refusing to write {path}: {bad} holds NaN or infinite values")
+        raise NonFiniteCheckpoint(f"refusing to write {quoted(path)}: {bad} holds NaN or infinite values")
     header = {"format": FORMAT, "version": VERSION,
               "optimizer": {"param_groups": opt["param_groups"], "steps": steps}, **meta}
     try:
         text = json.dumps(header, allow_nan=False)
     except ValueError as exc:
-        raise NonFiniteCheckpoint(f"refusing to write {path}: its meta record holds NaN or infinity") from exc
+        raise NonFiniteCheckpoint(f"refusing to write {quoted(path)}: its meta record holds NaN or infinity") from exc
     arrays["meta"] = np.array(text)                       # 0-d unicode, not an object array
 
     def write(tmp):
@@ -105,18 +108,18 @@ def _read_arrays(path):
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise CheckpointError(f"{path} holds {len(infos):,} members; a checkpoint has far fewer")
+            raise CheckpointError(f"{quoted(path)} holds {len(infos):,} members; a checkpoint has far fewer")
         declared = sum(info.file_size for info in infos)
         if declared > MAX_EXPANSION * size + 2**20:
-            raise CheckpointError(f"{path} declares {declared:,} bytes of arrays in a {size:,}-byte file; "
+            raise CheckpointError(f"{quoted(path)} declares {declared:,} bytes of arrays in a {size:,}-byte file; "
                                   "refusing to inflate it (not a checkpoint written by tinyconvmixer)")
         arrays = {}
         for info in infos:
             name = info.filename
             if not name.endswith(".npy") or info.is_dir():
-                raise CheckpointError(f"{path}: member {name!r} is not a .npy array")
+                raise CheckpointError(f"{quoted(path)}: member {name!r} is not a .npy array")
             with archive.open(info) as f:
-                arrays[name[:-len(".npy")]] = _read_npy(f, info.file_size, f"{path}: member {name!r}")
+                arrays[name[:-len(".npy")]] = _read_npy(f, info.file_size, f"{quoted(path)}: member {name!r}")
     return arrays
 
 
@@ -146,22 +149,33 @@ def _read_npy(f, file_size, where):
 
 def load_checkpoint(path):
     """Read a checkpoint: {"model": state dict, "optimizer": state dict, "meta": dict}."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"cannot read checkpoint {path}: not a valid .npz archive (not a zip file)")
+    what = kind(path)
+    if what is None:
+        raise CheckpointError(f"checkpoint not found: {quoted(path)}")
+    if what.startswith("not "):
+        raise CheckpointError(f"cannot read the checkpoint {quoted(path)}: it is {what}")
+    if what != "a file":
+        raise CheckpointError(f"the checkpoint {quoted(path)} is {what}, not a checkpoint file (last.npz)")
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {quoted(path)} ({exc.strerror or exc})") from exc
+    if not is_zip:
+        raise CheckpointError(f"cannot read checkpoint {quoted(path)}: not a valid .npz archive (not a zip file)")
     try:
         arrays = _read_arrays(path)
     except CheckpointError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: not a valid .npz archive ({exc})") from exc
+        raise CheckpointError(f"cannot read checkpoint {quoted(path)}: not a valid .npz archive ({exc})") from exc
     meta = _parse_meta(arrays.pop("meta", None), path)
     return _split(arrays, meta, path)
 
 
 def read_meta(path):
     """Only the meta record of a checkpoint (quick: the arrays are not read), or None if unreadable."""
+    if kind(path) != "a file":                  # (a pipe or a device would block or never end)
+        return None
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("meta.npy")
@@ -175,22 +189,45 @@ def read_meta(path):
 
 def _parse_meta(array, path):
     if array is None or array.dtype.kind != "U" or array.ndim != 0:
-        raise CheckpointError(f"{path} is not a tinyconvmixer checkpoint (no 'meta' entry)")
+        raise CheckpointError(f"{quoted(path)} is not a tinyconvmixer checkpoint (no 'meta' entry)")
     try:
         meta = json.loads(str(array))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: the 'meta' entry is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    except (ValueError, RecursionError) as exc:       # (not JSON, too deep, a number of 5,000 digits)
+        raise CheckpointError(f"{quoted(path)}: the 'meta' entry is not valid JSON "
+                              f"({' '.join(str(exc).split())[:200]})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE:
         found = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else (None, None)
-        raise CheckpointError(f"{path} is not a version-{VERSION} tinyconvmixer checkpoint "
-                              f"(format {found[0]!r}, version {found[1]!r})")
+        raise CheckpointError(f"{quoted(path)} is not a tinyconvmixer checkpoint of version "
+                              f"{' or '.join(map(str, READABLE))} (format {found[0]!r}, version {found[1]!r})")
+    return upgrade(meta)
+
+
+def upgrade(meta):
+    """A version-2 record as version 3 says it: a run without a validation set (--val-split 0),
+    so no epoch is the best one (version 2 chose best.npz by test accuracy; an old best.npz
+    stays on disk, untouched, but nothing refers to it)."""
+    if meta.get("version") != 2:
+        return meta
+    meta["version"], meta["upgraded_from"] = VERSION, 2
+    if isinstance(meta.get("args"), dict):
+        meta["args"].setdefault("val_split", 0)
+    if isinstance(meta.get("data"), dict):
+        meta["data"].setdefault("val_images", 0)
+    progress = meta.get("progress")
+    if isinstance(progress, dict) and "best_acc" in progress:
+        progress.pop("best_acc")
+        progress.update(best_val_acc=-1.0, best_epoch=0)
+        for row in progress.get("history", []) if isinstance(progress.get("history"), list) else []:
+            if isinstance(row, dict):
+                row.setdefault("val_loss", None)
+                row.setdefault("val_acc", None)
     return meta
 
 
 def _split(arrays, meta, path):
     """Arrays and meta into the model's and the optimiser's state dicts, checking the names and numbers."""
     def bad(problem):
-        return CheckpointError(f"{path} is damaged or not written by tinyconvmixer: {problem}")
+        return CheckpointError(f"{quoted(path)} is damaged or not written by tinyconvmixer: {problem}")
 
     saved = meta.pop("optimizer", None)
     if not isinstance(saved, dict) or not isinstance(saved.get("steps"), dict) \

@@ -22,6 +22,8 @@ from .. import nn
 from ..data import DataError
 from ..engine import backend, dispatch
 from ..fast.cpu import tuning
+from ..util import streams
+from ..util.paths import quoted, shown
 from .args import COMMAND, parse_args
 from .checkpoint import CheckpointError, NonFiniteCheckpoint, read_meta
 from .cpu_estimate import warning as cpu_warning
@@ -30,14 +32,21 @@ from .files.runfolder import RunFolder, RunFolderError
 from .files.runlog import write_json, write_metrics
 from .loop import fit
 from .progress import NonFiniteLoss
-from .run import Run, SettingsError, new_run_folder
+from .run import NO_BEST, Run, SettingsError, new_run_folder
 from .runid import RunIdentityError
 
 
-def run_folder_path(args):
+def run_folder(args):
+    """The RunFolder of this run: --out, the resumed checkpoint's folder, or a new runs/<date-time>."""
     if args.out:
-        return args.out
-    return os.path.dirname(os.path.abspath(args.resume)) if args.resume else new_run_folder()
+        return RunFolder(args.out)
+    if args.resume:
+        return RunFolder(os.path.dirname(os.path.abspath(args.resume)))
+    try:
+        return RunFolder(new_run_folder(), created=True)
+    except OSError as exc:
+        raise RunFolderError(f"cannot create a run folder in {quoted(os.path.abspath('runs'))} "
+                             f"({exc.strerror or exc}); give one with --out DIR") from exc
 
 
 def describe(path):
@@ -54,18 +63,33 @@ def describe(path):
 def start(run):
     """Say what is about to happen (and what was resumed), then train. Returns the exit code."""
     args, p = run.args, run.progress
+    val = f"{len(run.val[1])} validation / " if run.val is not None else ""
     print(f"ConvMixer {run.model.config}: {nn.count_parameters(run.model):,} parameters on {run.device}; "
-          f"{len(run.train[1])} train / {len(run.test[1])} test images; writing to {run.out}", flush=True)
+          f"{len(run.train[1])} train / {val}{len(run.test[1])} test images; writing to {shown(run.out)}",
+          flush=True)
     if run.batch_note:
         print(run.batch_note, flush=True)
     if args.resume:
         if run.overridden:
             print(f"overridden on resume: {'; '.join(run.overridden)}", flush=True)
+        if p.epoch >= args.epochs and p.step:
+            raise SettingsError(f"{quoted(args.resume)} is at epoch {p.epoch + 1}, batch {p.step}, past --epochs "
+                                f"{args.epochs}; give --epochs {p.epoch + 1} or more")
+        repaired = run.repair()                  # the files a kill left behind, from the checkpoint
+        if repaired:
+            what = ("written again in this version's format" if run.upgraded
+                    else "repaired after an interrupted write")
+            print(f"{what}: {', '.join(repaired)} (brought in line with last.npz, {p.where(run.n_batches)})",
+                  flush=True)
         if p.epoch >= args.epochs:
             return finished(run)
-        print(f"resuming at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches} (from {args.resume})", flush=True)
+        print(f"resuming at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches} (from {shown(args.resume)})",
+              flush=True)
+    elif run.val is None:
+        print(f"note: {NO_BEST}", flush=True)
     if run.device == "cpu":
-        warning = cpu_warning(args, len(run.train[1]), len(run.test[1]))
+        val_images = 0 if run.val is None else len(run.val[1])
+        warning = cpu_warning(args, len(run.train[1]), len(run.test[1]) + val_images)
         if warning:
             print(warning, file=sys.stderr, flush=True)
     write_json(run.path("args.json"), dict(vars(args), resolved_device=run.device))
@@ -75,14 +99,9 @@ def start(run):
 def finished(run):
     """Resuming a run that has done all its epochs: say so, and how to train further."""
     args, p = run.args, run.progress
-    if p.step:
-        raise SettingsError(f"{args.resume} is at epoch {p.epoch + 1}, batch {p.step}, past --epochs "
-                            f"{args.epochs}; give --epochs {p.epoch + 1} or more")
-    if not os.path.exists(run.path("summary.json")):
-        run.finish(quiet=True)                     # a run stopped just before its final files
-    print(f"this run has finished: all {p.epoch} epochs are done (best test accuracy {p.best_acc:.2f}% at "
-          f"epoch {p.best_epoch}). To train further, give more epochs: {COMMAND} --resume {args.resume} "
-          f"--epochs {p.epoch + 5} (the learning-rate schedule is then stretched to the new length)")
+    print(f"this run has finished: all {p.epoch} epochs are done ({run.result()}). To train further, give "
+          f"more epochs: {COMMAND} --resume {shown(args.resume)} --epochs {p.epoch + 5} (the learning-rate "
+          "schedule is then stretched to the new length)")
     return 0
 
 
@@ -101,7 +120,7 @@ def error(message):
 
 
 def main(argv=None):
-    with warnings.catch_warnings(), interrupts.handled():
+    with streams.guarded(), warnings.catch_warnings(), interrupts.handled():
         warnings.showwarning = _one_line_warning
         try:
             return _main(argv)
@@ -122,13 +141,14 @@ def _main(argv):
     try:
         args, checkpoint = parse_args(argv)
         use_fast(args)
-        folder = RunFolder(run_folder_path(args))
+        folder = run_folder(args)
         folder.claim(resume=args.resume, overwrite=args.overwrite, describe=describe)
         run = Run(args, checkpoint, folder.path)
     except START_ERRORS as exc:
         return error(exc) if folder is None else _release(folder, error(exc))
     except OSError as exc:
-        return _release(folder, error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
+        where = f"{quoted(exc.filename)}: " if exc.filename else ""
+        return _release(folder, error(f"{where}{exc.strerror or exc}"))
     except KeyboardInterrupt as exc:
         print("\ninterrupted before training started", file=sys.stderr)
         return _release(folder, interrupts.Interrupted(interrupts.signal_of(exc)).exit_code)
@@ -136,7 +156,8 @@ def _main(argv):
         return _release(folder, error(f"out of memory while setting up the run ({exc or 'MemoryError'}); "
                                       "try a smaller --hdim, --depth or data subset"))
     except Exception as exc:            # anything else reading the inputs: still one line, never a traceback
-        return _release(folder, error(f"could not start the run: {type(exc).__name__}: {exc}"))
+        detail = " ".join(str(exc).split())
+        return _release(folder, error(f"could not start the run: {type(exc).__name__}: {detail}"))
     try:
         return start(run)
     except (NonFiniteLoss, NonFiniteCheckpoint) as exc:
@@ -166,7 +187,7 @@ def _kept(run, intact=False):
     if run.last_good is None:
         return "no checkpoint had been written yet"
     path, where = run.last_good
-    return f"the last good checkpoint is {path} ({where})" + (", intact" if intact else "")
+    return f"the last good checkpoint is {quoted(path)} ({where})" + (", intact" if intact else "")
 
 
 def diverged(run, exc):
@@ -180,6 +201,8 @@ def interrupted(run, exc):
     signal_name = interrupts.Interrupted(interrupts.signal_of(exc))
     try:
         with contextlib.suppress(KeyboardInterrupt), interrupts.deferred():   # a second Ctrl-C waits for the save
+            if run.diagnostics:
+                run.diagnostics.save(run.out)     # (before last.npz: rows past a checkpoint are dropped)
             run.save("last.npz")
             write_metrics(run.path("metrics.csv"), run.progress.history)
     except (NonFiniteLoss, NonFiniteCheckpoint) as err:
@@ -189,12 +212,12 @@ def interrupted(run, exc):
     p = run.progress
     where = ("after the last epoch, while writing the final files" if p.epoch >= run.args.epochs
              else f"at epoch {p.epoch + 1}, batch {p.step}/{run.n_batches}")
-    print(f"\ninterrupted ({signal_name.name}) {where}; saved {run.path('last.npz')}. Continue with: "
-          f"{COMMAND} --resume {run.path('last.npz')}", file=sys.stderr)
+    print(f"\ninterrupted ({signal_name.name}) {where}; saved {shown(run.path('last.npz'))}. Continue with: "
+          f"{COMMAND} --resume {shown(run.path('last.npz'))}", file=sys.stderr)
     return signal_name.exit_code
 
 
 def write_failed(run, exc):
-    what = exc.filename or "a file of the run"
+    what = quoted(exc.filename) if exc.filename else "a file of the run"
     kept = _kept(run, intact=True)
     return error(f"could not write {what} ({exc.strerror or exc}); stopping. {kept[0].upper()}{kept[1:]}")

@@ -41,8 +41,12 @@ def estimate(args, train_images, test_images):
 
 
 def warning(args, train_images, test_images):
-    """The warning to print before a CPU run expected to take over an hour, or None."""
-    seconds, memory = estimate(args, train_images, test_images)
+    """The warning to print before a CPU run expected to take over an hour, or None.
+    test_images: every image evaluated after each epoch (validation and test)."""
+    try:
+        seconds, memory = estimate(args, train_images, test_images)
+    except (OverflowError, ZeroDivisionError):      # (args.py bounds every flag: not reached)
+        seconds, memory = float("inf"), float("inf")
     if seconds < WARN_SECONDS:
         return None
     hours = seconds / 3600

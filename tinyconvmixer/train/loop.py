@@ -7,7 +7,9 @@
         loss.backward()                     gradients of every parameter
         optimizer.lr = triangular_lr(t)     t = epochs done so far, fractional
         optimizer.step()                    AdamW update
-    evaluate(model, test images)            model.eval(): BatchNorm's running statistics, no_grad()
+    evaluate(model, validation images)      model.eval(): BatchNorm's running statistics, no_grad();
+    evaluate(model, test images)            the validation set (--val-split) chooses best.npz,
+                                            the test set is only reported
 
 Everything else a run needs (the data, the model, checkpoints, the files it
 writes) is in run.py; this file is the loop alone.
@@ -96,7 +98,7 @@ def train_one_epoch(run, progress):
     bar.close()
 
 
-def evaluate(model, images, labels, batch_size, device):
+def evaluate(model, images, labels, batch_size, device, what="test"):
     """Mean loss and accuracy (a fraction) on a data set, in eval mode (BatchNorm running stats).
 
     The sums stay on the device and are read once, at the end.
@@ -114,7 +116,7 @@ def evaluate(model, images, labels, batch_size, device):
             correct = correct + (logits.data.argmax(axis=1) == y).sum()
     loss_sum, correct = (float(v) for v in backend.to_numpy(xp.stack([loss_sum, correct.astype(xp.float64)])))
     if not math.isfinite(loss_sum):
-        raise NonFiniteLoss(f"the test loss became {loss_sum / len(labels)}")
+        raise NonFiniteLoss(f"the {what} loss became {loss_sum / len(labels)}")
     return loss_sum / len(labels), int(correct) / len(labels)
 
 
@@ -125,12 +127,16 @@ def fit(run):
         epoch_start = time.perf_counter() - progress.train_seconds
         run.start_epoch()
         train_one_epoch(run, progress)
+        val_loss = val_acc = None
         try:
+            if run.val is not None:
+                val_loss, val_acc = evaluate(run.model, *run.val, args.eval_batch_size, run.device, "validation")
             test_loss, test_acc = evaluate(run.model, *run.test, args.eval_batch_size, run.device)
         except NonFiniteLoss as exc:
             raise NonFiniteLoss(f"{exc} in the evaluation after epoch {progress.epoch + 1}") from exc
         loss_sum, correct = run.read_meter()
         row = make_row(progress.epoch + 1, loss_sum / progress.seen, correct / progress.seen, test_loss, test_acc,
-                       run.optimizer.lr, time.perf_counter() - epoch_start, progress.seen / progress.train_seconds)
-        run.end_epoch(row)                              # metrics.csv, checkpoints, curves.png (run.py)
+                       run.optimizer.lr, time.perf_counter() - epoch_start, progress.seen / progress.train_seconds,
+                       val_loss=val_loss, val_acc=val_acc)
+        run.end_epoch(row)                              # last.npz, best.npz, metrics.csv, summary.json (run.py)
     return run.finish()

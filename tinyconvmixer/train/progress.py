@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..engine import backend
-from .files.runlog import METRIC_FIELDS
+from .files.runlog import METRIC_FIELDS, OPTIONAL_FIELDS
 
 
 class NonFiniteLoss(RuntimeError):
@@ -43,18 +43,22 @@ class Progress:
     correct: int = 0               #   correct predictions,
     seen: int = 0                  #   images seen,
     train_seconds: float = 0.0     #   and seconds spent training
-    best_acc: float = -1.0         # best test accuracy so far, percent (-1: no epoch yet)
-    best_epoch: int = 0
+    best_val_acc: float = -1.0     # best validation accuracy so far, percent (-1: none, or no validation set)
+    best_epoch: int = 0            # the epoch of best_val_acc, which best.npz holds (0: none)
     total_seconds: float = 0.0     # all epochs, evaluation included
     history: list = dataclasses.field(default_factory=list)   # one metrics row per finished epoch
 
     def finish_epoch(self, row):
+        """Record a finished epoch; returns whether it is the new best (by validation accuracy: a
+        run without a validation set has no best epoch, its test accuracy never chooses one)."""
         self.history.append(row)
         self.total_seconds += row["seconds"]
-        if row["test_acc"] > self.best_acc:
-            self.best_acc, self.best_epoch = row["test_acc"], row["epoch"]
+        improved = row.get("val_acc") is not None and row["val_acc"] > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch = row["val_acc"], row["epoch"]
         self.epoch, self.step, self.loss_sum, self.correct, self.seen, self.train_seconds = \
             self.epoch + 1, 0, 0.0, 0, 0, 0.0
+        return improved
 
     def where(self, n_batches):
         """'after epoch 2' or 'at epoch 3, batch 14/40': where a checkpoint of this progress stands."""
@@ -77,7 +81,7 @@ class Progress:
             _count(saved[name], name)
         for name in ("loss_sum", "train_seconds", "total_seconds"):
             _number(saved[name], name, low=0)
-        _number(saved["best_acc"], "best_acc", low=-1, high=100)
+        _number(saved["best_val_acc"], "best_val_acc", low=-1, high=100)
         history = saved["history"]
         if not isinstance(history, list) or len(history) != saved["epoch"]:
             raise ProgressError(f"history must be a list of one row per finished epoch ({saved['epoch']})")
@@ -85,9 +89,13 @@ class Progress:
             if not isinstance(row, dict) or sorted(row) != sorted(METRIC_FIELDS) or row["epoch"] != i + 1:
                 raise ProgressError(f"history row {i + 1} is not a metrics row {list(METRIC_FIELDS)}")
             for key in METRIC_FIELDS:
-                _number(row[key], f"history row {i + 1} {key}", low=0)
+                if not (key in OPTIONAL_FIELDS and row[key] is None):
+                    _number(row[key], f"history row {i + 1} {key}", low=0)
         if saved["correct"] > saved["seen"]:
             raise ProgressError(f"correct ({saved['correct']}) cannot exceed seen ({saved['seen']})")
+        if saved["best_epoch"] > saved["epoch"] or (saved["best_epoch"] == 0) != (saved["best_val_acc"] == -1):
+            raise ProgressError(f"best_epoch {saved['best_epoch']} and best_val_acc {saved['best_val_acc']} "
+                                f"do not fit {saved['epoch']} finished epochs")
         return cls(**saved)
 
 

@@ -17,8 +17,10 @@ size, where the data lives) are taken, and printed as overridden.
 
 import math
 
+from ..util.paths import quoted
+
 FIXED = ("hdim", "depth", "kernel_size", "patch_size",           # the model's shape
-         "train_subset", "test_subset",                          # which images
+         "train_subset", "test_subset", "val_split",             # which images
          "seed", "batch_size",                                   # their order and the batches
          "ra_n", "ra_m", "scale", "jitter", "reprob")            # the augmentation
 CHANGEABLE = ("epochs", "lr_max", "wd", "clip_norm", "eval_batch_size", "data", "no_download")
@@ -80,21 +82,23 @@ def compare_args(saved, args):
 def refuse_conflicts(conflicts, checkpoint):
     if conflicts:
         raise RunIdentityError(
-            f"cannot resume from {checkpoint} with other values of settings that define the run: "
+            f"cannot resume from {quoted(checkpoint)} with other values of settings that define the run: "
             f"{'; '.join(conflicts)}. Leave them out to take the checkpoint's, or start a new run "
             "(without --resume) to train with them")
 
 
-def check_data(saved, data_fingerprint, train_images, test_images, checkpoint):
+def check_data(saved, data_fingerprint, train_images, test_images, checkpoint, val_images=0):
     """Refuse data other than the run's: another fingerprint, or other numbers of images."""
     if not isinstance(saved, dict) or not {"fingerprint", "train_images", "test_images", "source"} <= set(saved):
-        raise RunIdentityError(f"cannot resume from {checkpoint}: it does not record its data's identity "
-                               "(written by another version?)")
+        raise RunIdentityError(f"cannot resume from {quoted(checkpoint)}: it does not record its data's "
+                               "identity (written by another version?)")
     if saved["fingerprint"] != data_fingerprint:
-        raise RunIdentityError(f"cannot resume from {checkpoint}: the data is not the run's (fingerprint "
-                               f"{saved['fingerprint']} of {saved['source']}, now {data_fingerprint}); "
+        source = quoted(saved["source"]) if isinstance(saved["source"], str) else saved["source"]
+        raise RunIdentityError(f"cannot resume from {quoted(checkpoint)}: the data is not the run's "
+                               f"(fingerprint {saved['fingerprint']} of {source}, now {data_fingerprint}); "
                                "give the run's data with --data PATH")
-    if (saved["train_images"], saved["test_images"]) != (train_images, test_images):
-        raise RunIdentityError(f"cannot resume from {checkpoint}: it trained on {saved['train_images']} "
-                               f"and tested on {saved['test_images']} images, now {train_images} and "
-                               f"{test_images}")
+    counts = (saved["train_images"], saved.get("val_images", 0), saved["test_images"])
+    if counts != (train_images, val_images, test_images):
+        raise RunIdentityError(f"cannot resume from {quoted(checkpoint)}: it trained on {counts[0]}, "
+                               f"validated on {counts[1]} and tested on {counts[2]} images, now "
+                               f"{train_images}, {val_images} and {test_images}")

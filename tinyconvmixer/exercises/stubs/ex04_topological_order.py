@@ -19,15 +19,21 @@ it was computed from ("post-order"). Reversed, that list puts every tensor
 before its inputs. Why does breadth-first order (a queue from the root) not
 work? Try it on z = x + g(g(g(x))): x is one step from z and four steps too.
 
-The check tests your order directly, then runs gradchecks of graphs where a
-tensor is reused: the tiny ConvMixer with its residual connection.
+The check tests your order directly on graphs built to catch each mistake (a
+residual block, random graphs with shared tensors and constants, a chain of
+5,000 ops, a "ladder" where every tensor is used twice), then runs gradchecks
+of graphs where a tensor is reused: the tiny ConvMixer with its residual
+connection.
 
 Check: python -m tinyconvmixer.exercises check topological_order
 
 Hints:
   1. Keep a set of visited tensors by id(t): tensors are not hashable by value.
-  2. A recursive helper visit(t) is the shortest; deep graphs need an explicit
-     stack instead (the engine's version in tensor.py), not needed here.
+  2. A recursive helper visit(t) is the shortest to write, but a chain of
+     5,000 ops needs 5,000 nested calls and Python stops at about 1,000. Use a
+     loop and a stack (a list) of (tensor, inputs_done) pairs: pop one; if its
+     inputs are done, append it to the post-order; else push it back as done,
+     then push its unvisited inputs.
   3. Build the post-order list, then return it reversed: order[::-1].
 """
 

@@ -3,27 +3,28 @@
 We draw on a bare matplotlib Figure (rendered by the Agg backend) instead of
 pyplot, so no window is opened and no global plotting state is touched.
 The image files are written atomically (see atomic.py), so a run stopped while
-saving never leaves a broken image behind.
+saving never leaves a broken image behind. matplotlib is imported when the first
+picture is drawn, not with the training command (it takes seconds to import).
 """
 
 import functools
 import math
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ...engine import backend
 from ...util.atomic import atomic_write
 
 
-def run_title(args, device, train_images, test_images):
+def run_title(args, device, train_images, test_images, val_images=0):
     """One line naming what a run is: model, data, schedule, augmentation, seed, device."""
     aug = [f"RandAugment({args.ra_n}, {args.ra_m})" if args.ra_n else "no RandAugment"]
     aug += [f"{name} {value:g}" for name, value, off in (("crop scale", args.scale, 1.0),
             ("jitter", args.jitter, 0.0), ("erasing", args.reprob, 0.0)) if value != off]
     clip = f", clip {args.clip_norm:g}" if args.clip_norm else ""
     return (f"ConvMixer-{args.hdim}/{args.depth} k={args.kernel_size} p={args.patch_size} | "
-            f"{train_images:,} train / {test_images:,} test images | {args.epochs} epochs, batch "
+            f"{train_images:,} train / {f'{val_images:,} validation / ' if val_images else ''}"
+            f"{test_images:,} test images | {args.epochs} epochs, batch "
             f"{args.batch_size}, AdamW lr_max {args.lr_max:g} wd {args.wd:g}{clip} | {', '.join(aug)} | "
             f"seed {args.seed}, {device}")
 
@@ -35,14 +36,18 @@ def plot_curves(history, path, lr_at=None, epochs=None, title=None):
     epochs, if given, draw the whole learning-rate schedule as a line behind the
     per-epoch values. title: the run's settings (see run_title), drawn on top.
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(13, 3.8 if title is None else 4.2), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
-    for key, style in (("train", "o-"), ("test", "s-")):
-        ax_loss.plot(ep, [r[f"{key}_loss"] for r in history], style, ms=3, label=key)
-        ax_acc.plot(ep, [r[f"{key}_acc"] for r in history], style, ms=3, label=key)
+    for key, style in (("train", "o-"), ("val", "^-"), ("test", "s-")):
+        if all(r.get(f"{key}_loss") is None for r in history):
+            continue                                    # (no validation set)
+        ax_loss.plot(ep, [r.get(f"{key}_loss") for r in history], style, ms=3, label=key)
+        ax_acc.plot(ep, [r.get(f"{key}_acc") for r in history], style, ms=3, label=key)
     if lr_at is not None and epochs:
         t = np.linspace(0, epochs, 400)
         ax_lr.plot(t, [lr_at(x) for x in t], color="0.7", label="schedule")
@@ -109,6 +114,8 @@ def plot_filters(model, path, max_layers=4, max_kernels=64, title=None):
     patch = backend.to_numpy(model[0].weight.data).astype(np.float64)     # (dim, 3, p, p)
     convs = depthwise_convs(model)
     picks = picked_layers(len(convs), max_layers)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3.6 * (1 + len(picks)) + 0.8, 4.9 if title else 4.5), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=9)
