@@ -23,11 +23,15 @@ a row that runs out of memory is recorded as such, and the next row runs.
 Without torch installed, only tinyconvmixer is timed.
 """
 
+import os
+
+# Before NumPy loads OpenBLAS (fast/cpu/tuning.py says why): for both sides, as every setting here.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "8")
+
 import argparse
 import functools
 import gc
 import json
-import os
 import platform
 import statistics
 import sys
@@ -42,7 +46,7 @@ import tinyconvmixer.fast                                           # noqa: E402
 import tinyconvmixer.functional as F                                # noqa: E402
 from tinyconvmixer import Tensor, nn, optim                         # noqa: E402
 from tinyconvmixer.engine import backend                            # noqa: E402
-from tinyconvmixer.fast.cpu import blas, tuning                     # noqa: E402
+from tinyconvmixer.fast.cpu import tuning                           # noqa: E402
 from tinyconvmixer.fast.cuda import launch                          # noqa: E402
 from tinyconvmixer.util.atomic import atomic_write                  # noqa: E402
 
@@ -357,9 +361,7 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
     # The CPU settings of fast/cpu/tuning.py apply to the whole process, PyTorch included.
-    # OpenBLAS's threads need no setting before NumPy loads (fast/cpu/blas.py), so none is made.
     settings = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-                "openblas_threads": blas.threads(),
                 "keep_freed_memory": tuning.keep_freed_memory() if args.device == "cpu" else None}
 
     if args.memory_limit and args.device == "gpu":

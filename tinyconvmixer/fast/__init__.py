@@ -11,7 +11,6 @@ runs everything on the references alone, and every variant is tested against
 its reference (tests/test_fast_variants.py).
 
     op                 GPU (CUDA kernels, cuda/)      CPU (blocks and threads, cpu/)
-    Conv2dIm2col       - (cuBLAS)                      Conv2dRows (groups=1)
     DepthwiseConv2d    DepthwiseKernels (stride 1)     DepthwiseBlocked (stride 1)
     GELU               GELUKernel (exact)              GELUChunked
     BatchNorm          BatchNormKernels                BatchNormCPU (channels-last rows)
@@ -23,16 +22,14 @@ run on NumPy arrays in the tests' emulator) the kernels are tested.
 
 from ..engine import dispatch
 from ..functional.activation import GELU
-from ..functional.conv import Conv2dIm2col
 from ..functional.depthwise import DepthwiseConv2d
 from ..functional.normalization import BatchNorm
 from ..optim import adamw_updates
-from .cpu import conv as cpu_conv, depthwise as cpu_depthwise, gelu as cpu_gelu, rowwise as cpu_rowwise
+from .cpu import depthwise as cpu_depthwise, gelu as cpu_gelu, rowwise as cpu_rowwise
 from .cuda import adamw as cuda_adamw, batchnorm as cuda_batchnorm
 from .cuda import depthwise as cuda_depthwise, gelu as cuda_gelu
 
 VARIANTS = [
-    (Conv2dIm2col, cpu_conv.Conv2dRows, cpu_conv.when),
     (DepthwiseConv2d, cuda_depthwise.DepthwiseKernels, cuda_depthwise.supported),
     (DepthwiseConv2d, cpu_depthwise.DepthwiseBlocked, cpu_depthwise.when),
     (GELU, cuda_gelu.GELUKernel, cuda_gelu.when),

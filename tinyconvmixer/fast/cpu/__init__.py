@@ -2,12 +2,10 @@
 
     machine.py      what the machine offers: cores, cache sizes (block sizes follow them)
     threads.py      run_blocks: blocks of work on every core; add_in_order
-    blas.py         NumPy's OpenBLAS on one thread while our threads run its products
     chunked.py      an elementwise kernel over cache-sized chunks (chunked_map)
     normal_cdf.py   Phi(x) in float32 without SciPy's slow erf
     gelu.py         GELU in chunks, its slope from x and y in backward (GELUChunked)
     rowwise.py      BatchNorm's passes over blocks of channels-last rows (BatchNormCPU)
     depthwise.py    depthwise conv by cache-sized tiles (DepthwiseBlocked)
-    conv.py         the patch and 1x1 convolutions' products by blocks of rows (Conv2dRows)
     tuning.py       process settings: OpenBLAS's idle threads, freed memory kept for reuse
 """

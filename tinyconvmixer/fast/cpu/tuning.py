@@ -19,10 +19,6 @@ BLAS_TIMEOUT = "8"
 def blas_timeout():
     """Ask OpenBLAS's idle threads to sleep at once instead of spinning.
 
-    The step's own products no longer need it: conv.py runs them on our threads with
-    OpenBLAS set to one thread (blas.py), whatever the import order. It still shortens
-    the spin after products elsewhere in the process, where it comes early enough.
-
     After every matrix product OpenBLAS's threads busy-wait for about 2^28
     cycles (a tenth of a second) in case another product follows; meanwhile they
     hold the cores that our own threads need for the elementwise work in between
