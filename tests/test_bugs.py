@@ -71,10 +71,14 @@ def test_no_bug_no_failure(xp):
 
 @pytest.mark.parametrize("bug", bugs.BUGS, ids=[b.name for b in bugs.BUGS])
 def test_bug_is_caught_by_exactly_the_kinds_it_claims(bug, xp):
-    by_kind = checksuite.run_planted(bug, ALL, xp, None, "random", 0)
+    """On the CPU every kind runs: the claimed ones catch the bug, the others miss it. On the
+    GPU the claimed kinds alone: that the others miss it is the checks' design, the same on
+    every device (and on the stand-in every kind of every bug took two minutes of CI)."""
+    kinds = ALL if xp is np else tuple(k for k in ALL if k in bug.caught_by)
+    by_kind = checksuite.run_planted(bug, kinds, xp, None, "random", 0)
     measured = {kind: checksuite.verdict(rows) for kind, rows in by_kind.items()}
-    expected = {kind: "caught" if kind in bug.caught_by else "missed" for kind in ALL}
-    if not HAVE_TORCH:
+    expected = {kind: "caught" if kind in bug.caught_by else "missed" for kind in kinds}
+    if not HAVE_TORCH and "parity" in kinds:
         expected["parity"] = "skipped"
         if bug.caught_by == ("optim",):
             expected["optim"] = "caught"              # the decay check needs no PyTorch
