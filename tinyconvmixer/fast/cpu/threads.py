@@ -3,9 +3,9 @@
 NumPy runs each call on one core, but it releases the GIL inside its loops,
 so Python threads that each work on their own block of an array run in
 parallel, much like PyTorch's intra-op threads. The fast CPU variants
-(depthwise.py, rowwise.py, chunked.py, conv.py) cut their work into blocks and
-hand them to run_blocks; partial results are added in block order
-(add_in_order), so a result never depends on how the threads were scheduled.
+(depthwise.py, rowwise.py, chunked.py) cut their work into blocks and hand
+them to run_blocks; partial results are added in block order (add_in_order),
+so a result never depends on how the threads were scheduled.
 
 The calling thread works too (as OpenMP's master thread does), and the blocks
 are taken one at a time from a shared counter, so a thread that the operating
