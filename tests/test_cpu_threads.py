@@ -76,3 +76,35 @@ def test_keep_freed_memory_reports_what_it_did():
     assert isinstance(done, bool)
     if platform.libc_ver()[0] == "glibc":
         assert done                                       # glibc: both settings were accepted
+
+
+RELAUNCH = ("import os, sys; from tinyconvmixer.fast.cpu import tuning; "
+            "print('start', os.getpid(), flush=True); tuning.relaunch_with_blas_timeout(); "
+            "print('after', os.getpid(), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+
+
+def run_relaunch(env_value):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if env_value is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = env_value
+    out = subprocess.run([sys.executable, "-c", RELAUNCH], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.split() for line in out.stdout.splitlines()]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a process replaces itself only on POSIX")
+def test_the_training_command_starts_again_once_with_openblas_setting():
+    """NumPy has loaded OpenBLAS before a command's code runs, so the command replaces its own
+    process, once, with the setting in the environment: same process id, same arguments."""
+    lines = run_relaunch(None)
+    assert [line[0] for line in lines] == ["start", "start", "after"]      # one relaunch, no loop
+    assert lines[0][1] == lines[1][1] == lines[2][1]                         # the same process
+    assert lines[2][2] == tuning.BLAS_TIMEOUT
+
+
+def test_a_setting_of_the_users_own_is_kept_and_nothing_restarts():
+    lines = run_relaunch("100")
+    assert [line[0] for line in lines] == ["start", "after"] and lines[1][2] == "100"

@@ -21,7 +21,6 @@ import warnings
 from .. import nn
 from ..data import DataError
 from ..engine import backend, dispatch
-from ..fast.cpu import tuning
 from ..util import streams
 from ..util.paths import quoted, shown
 from .args import COMMAND, parse_args
@@ -110,8 +109,7 @@ def use_fast(args):
     if getattr(args, "reference", False) or not dispatch.fast_enabled():
         dispatch.set_fast(False)
         return
-    import tinyconvmixer.fast  # noqa: F401  (registers the variants)
-    tuning.blas_timeout()
+    import tinyconvmixer.fast  # noqa: F401  (registers the variants; __main__.py made OpenBLAS's setting)
 
 
 def error(message):
