@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import compare_runs                                     # noqa: E402
 import torch_reference as ref                           # noqa: E402
+from trainkit import FastClock                          # noqa: E402
 from tinyconvmixer import Tensor, train                 # noqa: E402
 from tinyconvmixer.train import args as train_args, loop, run as run_module  # noqa: E402
 from tinyconvmixer.data import get_batch, iterate_batches, load_cifar10  # noqa: E402
@@ -315,17 +316,6 @@ def test_the_validation_split_holds_out_the_same_images_as_train_py():
         np.testing.assert_array_equal(x[0], y[0])
         np.testing.assert_array_equal(x[1], y[1])
     assert len(a.val[1]) == 90
-
-
-class FastClock:
-    """time.perf_counter of a machine so fast that 0.1 ms passes between two reads of the clock."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        self.now += 1e-4
-        return self.now
 
 
 def test_fast_epochs_are_never_written_as_zero(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from tinyconvmixer.train import args as train_args
 from tinyconvmixer.train.files.runlog import ProgressBar, read_metrics
 from tinyconvmixer.util.statusline import StatusLine
 
-from trainkit import process_env, rewrite_checkpoint, train_command, wait_for_file, without_plots
+from trainkit import FastClock, process_env, rewrite_checkpoint, train_command, wait_for_file, without_plots
 
 # one epoch of 2 batches, plots left out: a complete run in a second or two
 QUICK = ["--data", "sample", "--train-subset", "80", "--test-subset", "40", "--hdim", "8", "--depth", "1",
@@ -312,17 +312,6 @@ def test_significant_digits():
     assert [significant(x) for x in (0.0123456, 0.0004321, 12.3456, 1234.56, 123456.7, 0.0)] == \
         [0.01235, 0.0004321, 12.35, 1234.6, 123456.7, 0.0]
     assert [short_number(x) for x in (0.0123456, 8.3, 306.4, 12345.6)] == ["0.0123", "8.3", "306", "12346"]
-
-
-class FastClock:
-    """time.perf_counter of a machine so fast that 0.1 ms passes between two reads of the clock."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        self.now += 1e-4
-        return self.now
 
 
 def test_epochs_far_under_50_ms_are_written_with_their_digits(tmp_path, monkeypatch, capsys):

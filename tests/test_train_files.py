@@ -21,7 +21,7 @@ from tinyconvmixer import train
 from tinyconvmixer.train.checkpoint import load_checkpoint, read_meta
 from tinyconvmixer.train.files.runlog import read_metrics
 
-from trainkit import process_env, resume, rewrite_checkpoint, same_checkpoint, same_run, train_command
+from trainkit import interrupt_at_step, process_env, resume, rewrite_checkpoint, same_checkpoint, same_run, train_command
 
 # 2 epochs of 2 batches, 20 validation images: every file of an epoch is written twice, quickly.
 SMALL = ["--data", "sample", "--train-subset", "80", "--test-subset", "40", "--val-split", "20", "--hdim", "8",
@@ -327,14 +327,8 @@ def test_diagnostics_survive_an_interrupt(tmp_path, monkeypatch):
     stub_plots(monkeypatch)
     monkeypatch.setattr("tinyconvmixer.train.report.diagnostics.plot_diagnostics", lambda *a, **k: None)
     from tinyconvmixer.train import loop
-    calls, real = {"n": 0}, loop.forward_backward
-
-    def stop_at_3(*args):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args)
-    monkeypatch.setattr(loop, "forward_backward", stop_at_3)
+    real = loop.forward_backward
+    interrupt_at_step(monkeypatch, 4)              # after 3 whole steps
     argv = SMALL + ["--batch-size", "10", "--diagnostics", "--epochs", "1"]
     assert train.main(argv + ["--out", str(tmp_path / "cut")]) == 130
     monkeypatch.setattr(loop, "forward_backward", real)

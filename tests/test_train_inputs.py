@@ -20,7 +20,7 @@ from tinyconvmixer.train.checkpoint import load_checkpoint
 from tinyconvmixer.train.files.runfolder import RunFolder
 from tinyconvmixer.train.files.runlog import read_metrics
 
-from trainkit import TINY, resume, rewrite_checkpoint, run, same_checkpoint, straight_run, without_plots
+from trainkit import TINY, interrupt_at_step, resume, rewrite_checkpoint, run, same_checkpoint, straight_run, without_plots
 
 
 @pytest.fixture(scope="module")
@@ -243,15 +243,8 @@ def test_resume_prints_where_it_continues_and_what_changed(straight, tmp_path, c
 
 
 def test_resume_mid_epoch_says_which_batch(straight, tmp_path, capsys, monkeypatch):
-    calls = {"n": 0}
     real = loop.forward_backward
-
-    def stop_at_3(*args):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args)
-    monkeypatch.setattr(loop, "forward_backward", stop_at_3)
+    interrupt_at_step(monkeypatch, 4)              # after 3 whole steps
     assert run("--out", tmp_path) == 130
     assert "interrupted (Ctrl-C) at epoch 1, batch 3/6" in capsys.readouterr().err
     monkeypatch.setattr(loop, "forward_backward", real)

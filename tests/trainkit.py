@@ -92,6 +92,30 @@ def straight_run(tmp_path_factory):
     return out
 
 
+class FastClock:
+    """time.perf_counter of a machine so fast that 0.1 ms passes between two reads of the clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        self.now += 1e-4
+        return self.now
+
+
+def interrupt_at_step(monkeypatch, n):
+    """Ctrl-C (KeyboardInterrupt) as the n-th training step of this process begins."""
+    from tinyconvmixer.train import loop
+    calls, real = {"n": 0}, loop.forward_backward
+
+    def step(*args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(loop, "forward_backward", step)
+
+
 def without_plots(monkeypatch):
     """Skip drawing curves.png and filters.png (a second or two each on a busy 2-core machine)."""
     for name in ("plot_curves", "plot_filters"):

@@ -39,11 +39,13 @@ def relaunch_with_blas_timeout():
     loaded NumPy and OpenBLAS, so blas_timeout comes too late there (the smoke run took 33 s
     instead of 23 s). The process replaces itself (os.execv: the same process id, the same
     arguments, interpreter flags included) before anything else has happened. Returns where
-    nothing needs doing: the variable is set (by the user, or by this very relaunch), or the
-    system cannot replace a process (not POSIX)."""
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or os.name != "posix" or not getattr(sys, "orig_argv", None):
+    nothing needs doing: the variable was set already (by the user, or by this very
+    relaunch), NumPy is not loaded yet (blas_timeout still counts), or the system cannot
+    replace a process (not POSIX)."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or blas_timeout():
         return
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_TIMEOUT
+    if os.name != "posix" or not getattr(sys, "orig_argv", None):
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
