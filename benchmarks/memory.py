@@ -10,9 +10,10 @@ random batch, three counts, each per image (the difference between two batch
 sizes, divided by the difference: parameters and other fixed costs cancel):
 
 * tape: after the forward pass, every array the tape keeps alive for the
-  backward pass, counted by memory, not by name: each node's inputs and
-  whatever its Function saved, each allocation once however many names and
-  views point into it (a view keeps its whole allocation alive);
+  backward pass, counted by memory, not by name: each node's leaf inputs, the
+  data its input Stubs kept (not what they would compute again) and whatever
+  its Function saved, each allocation once however many names and views point
+  into it (a view keeps its whole allocation alive);
 * high-water (GPU only): the most bytes the device pool held during a whole
   training step (forward, backward, AdamW), as a T4 would have to hold them;
 * PyTorch: the tensors its autograd saves during the same model's forward pass
@@ -36,7 +37,7 @@ import tinyconvmixer.fast  # noqa: E402,F401  (the fast variants)
 import tinyconvmixer.functional as F  # noqa: E402
 from tinyconvmixer import Tensor, nn, optim  # noqa: E402
 from tinyconvmixer.engine import backend, dispatch  # noqa: E402
-from tinyconvmixer.engine.tensor import topological_order  # noqa: E402
+from tinyconvmixer.engine.tensor import Stub, topological_order  # noqa: E402
 from tinyconvmixer.fast.cuda import launch  # noqa: E402
 
 try:
@@ -70,8 +71,12 @@ def allocation(a):
 def arrays_in(value, found, depth=0):
     """Every array reachable from a Function's saved value (lists, tuples, dicts, namespaces)."""
     if depth > 4 or isinstance(value, Tensor):
-        if isinstance(value, Tensor):
-            found.append(value.data)
+        if isinstance(value, Stub):
+            value = value._data                       # what it kept; None: it keeps no data
+        elif isinstance(value, Tensor):
+            value = value.data
+        if value is not None:
+            found.append(value)
         return
     if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "strides"):
         found.append(value)
@@ -99,8 +104,8 @@ def union_bytes(ranges):
 def tape_bytes(root):
     """Bytes the tape behind `root` keeps alive: every node's inputs and saved arrays, by memory.
 
-    The nodes are those backward() would visit; for each, the arrays of its input tensors
-    (which the tape holds, constants and parameters included) and every array in its
+    The nodes are those backward() would visit; for each, the arrays of its inputs (leaves,
+    constants and parameters included, and the data a Stub kept) and every array in its
     Function's attributes. Each allocation counts once."""
     found = [root.data]
     for node in topological_order(root):

@@ -85,6 +85,7 @@ def test_gelu_output_and_gradient_match_the_plain_formulas(rng, approximate, lay
     x.reshape(-1)[:4] = [0.0, -0.0, 1e-35, -1e-35] if layout == "C order" else x.reshape(-1)[:4]
     f = GELUChunked(approximate=approximate)
     y = f.forward(x)
+    assert set(vars(f)) == {"approximate", "slope"}        # keeps the slope, neither x nor y
     x64 = x.astype(np.float64)
     if approximate == "none":
         cdf = normal_cdf(x64)
@@ -98,12 +99,19 @@ def test_gelu_output_and_gradient_match_the_plain_formulas(rng, approximate, lay
     dx = f.backward(g)
     tol = 1e-12 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
-    # the slope comes back from y / x; for 'tanh' it multiplies 1 - y/x, which cancels in
-    # float32 where |x| > 3 (an error of about 2e-6 there), as 1 - t^2 does in the reference
+    # for 'tanh' the slope multiplies 1 - h, which cancels in float32 where |x| > 3 (an error
+    # of about 2e-6 there), as 1 - t^2 does in the reference
     slack = 4e-6 if approximate == "tanh" and dtype == np.float32 else tol
     np.testing.assert_allclose(dx, g * slope_ref, rtol=tol, atol=slack * np.abs(g).max())
     assert y.dtype == dx.dtype == dtype and y.strides == x.strides and dx.strides == g.strides
-    assert f.x is x and f.y is y                   # nothing of its own kept for backward
+    assert f.slope.strides == x.strides
+
+
+def test_gelu_keeps_no_slope_without_a_backward_pass(rng):
+    f = GELUChunked(approximate="none")
+    f.recording = False                            # as apply() sets it under no_grad
+    f.forward(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    assert "slope" not in vars(f)
 
 
 def test_gelu_slope_at_zero_and_at_tiny_inputs_is_one_half():

@@ -1,5 +1,6 @@
-"""benchmarks/memory.py's count of what the tape keeps (by memory, not by name), and what the ops
-keep: nothing batch-sized of their own beyond the tape's inputs, on the fast variants and on the
+"""benchmarks/memory.py's count of what the tape keeps (by memory, not by name), and what
+ConvMixer's tape keeps: four activations a block (GELU's slopes and BatchNorm's inputs; the
+residual sum and BatchNorm's outputs are computed again), on the fast variants and on the
 references, and nothing at all under no_grad."""
 
 import contextlib
@@ -33,34 +34,40 @@ def test_the_tape_count_of_a_small_graph(rng):
     x = Tensor(rng.standard_normal((4, 5)), requires_grad=True)
     w = Tensor(rng.standard_normal((5, 3)), requires_grad=True)
     h = x @ w                       # MatMul keeps x and w (its inputs, by name a and b)
-    y = (h * h).sum()               # Mul keeps h twice: one allocation; Sum keeps the product
+    y = (h * h).sum()               # Mul keeps h twice: one allocation; Sum keeps only a shape
     kept = memory.tape_bytes(y)
-    assert kept == x.data.nbytes + w.data.nbytes + h.data.nbytes + 4 * 3 * 8 + y.data.nbytes
+    assert kept == x.data.nbytes + w.data.nbytes + h.data.nbytes + y.data.nbytes
 
 
-def own_bytes(root):
-    """Bytes the Functions keep beyond the arrays of the tensors the tape holds anyway."""
-    held = [root.data]
-    for node in memory.topological_order(root):
-        if node._fn is not None and node._fn.inputs is not None:
-            memory.arrays_in(node._fn.inputs, held)
-    return memory.tape_bytes(root) - memory.union_bytes({memory.allocation(a) for a in held if a.size})
+def test_a_stub_keeps_data_only_where_backward_reads_it(rng):
+    x = Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    x2 = x + x                      # an addition keeps nothing; GELU keeps its slope: x2 is read
+    a = F.gelu(x2)                  # by no one
+    b = F.batch_norm(a, None, None, training=True) + x       # BatchNorm keeps a; the sum keeps nothing
+    loss = F.gelu(b).sum()          # ... and b is not kept: the last GELU keeps only its slope
+    act = x.data.nbytes
+    stats = 2 * 3 * 8                                         # BatchNorm's mean and invstd, 3 channels
+    assert memory.tape_bytes(loss) == 4 * act + stats + loss.data.nbytes   # x, a, the two slopes
+    assert a._stub._data is a.data and x2._stub._data is None
+    assert b._stub._data is None                              # computed again where it is read:
+    np.testing.assert_array_equal(b._stub.data, b.data)       # the same values, bit for bit
 
 
 @pytest.mark.parametrize("variants", ["fast", "references"])
-def test_ops_keep_nothing_batch_sized_of_their_own(variants, rng):
-    """ConvMixer's tape: every op keeps only arrays the tape holds anyway (its inputs), except
-    the patch embedding's column matrix (a copy of the images), the head's few values per
-    image (log-probabilities) and parameter-sized arrays. One activation of this model is
-    16 x 8 x 8 float32 = 4 KiB per image: an op keeping one would be seen."""
-    def extra(N):
+def test_convmixer_keeps_four_activations_a_block(variants, rng):
+    """Per image: four activations a block (the two GELU slopes, the two BatchNorm inputs), two
+    for the patch embedding (its GELU slope and BatchNorm input), the images and the head's
+    few values. One activation here is 16 x 8 x 8 float32 = 4 KiB per image: one more kept
+    per block (the residual sum, a BatchNorm output, a GELU input) would be seen."""
+    def kept(N):
         nn.init.manual_seed(0)
         model = nn.ConvMixer(16, 2, kernel_size=5, patch_size=2, n_classes=10)
         x = Tensor(backend.channels_last(rng.standard_normal((N, 3, 16, 16)).astype(np.float32)))
-        return own_bytes(F.cross_entropy(model(x), np.arange(N) % 10))
+        return memory.tape_bytes(F.cross_entropy(model(x), np.arange(N) % 10))
     with (dispatch.reference_only() if variants == "references" else contextlib.nullcontext()):
-        per_image = (extra(6) - extra(2)) / 4
-    assert per_image <= 3 * 16 * 16 * 4 + 256                    # the images' bytes, and the head's
+        per_image = (kept(6) - kept(2)) / 4
+    act, images = 16 * 8 * 8 * 4, 3 * 16 * 16 * 4
+    assert 10 * act <= per_image <= 10 * act + images + 256       # (4 x 2 blocks + 2) activations
 
 
 def test_evaluation_under_no_grad_keeps_nothing(rng):

@@ -74,7 +74,10 @@ def test_reads_only_shapes_and_dtypes(tmp_path):
         if id(t) in seen:
             continue
         seen.add(id(t))
-        t.data = ShapeOnly(t.data.shape, t.data.dtype)
+        if hasattr(t, "_meta"):                 # a Stub: what a node keeps (its data only if kept)
+            t._data = t._data if t._data is None else ShapeOnly(t.shape, t.dtype)
+        else:
+            t.data = ShapeOnly(t.data.shape, t.data.dtype)
         if t._fn is not None:
             stack.extend(t._fn.inputs)
     assert viz.to_dot(y, names=dict(block.named_parameters())) == expected

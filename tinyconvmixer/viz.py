@@ -67,6 +67,7 @@ def trace(tensor, names=None):
     with several users. Only shapes and dtypes are read, no array values.
     """
     label = {id(t): n for n, t in (names or {}).items()}
+    label.update({id(t._stub): n for n, t in (names or {}).items() if getattr(t, "_stub", None) is not None})  # as nodes keep it
     tensors = forward_order(tensor)
     key_of = {id(t): k for k, t in enumerate(tensors)}
     nodes = []

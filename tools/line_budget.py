@@ -12,7 +12,10 @@ change, and say why), never a drift. CI runs this (.ci/run).
 import sys
 from pathlib import Path
 
-BUDGET = 2200                 # set from 2,121 lines at the redesign (2026-12-05), with room for a little
+BUDGET = 2250                 # set from 2,121 lines at the redesign (2026-12-05), with room for a little;
+                              # raised from 2,200 the same day, on purpose, for the tape that keeps only
+                              # what backward reads (engine/tensor.py's Stub, Function.saves, and the
+                              # can_recompute/output of BatchNorm and Add: issue 18), about 45 lines
 PACKAGE = Path(__file__).resolve().parents[1] / "tinyconvmixer"
 CORE = ("engine", "functional", "nn", "optim.py")
 

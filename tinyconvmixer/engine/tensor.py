@@ -3,7 +3,10 @@
 A `Tensor` wraps an ndarray (NumPy on the CPU, CuPy on the GPU). When an op is
 applied to tensors that require gradients, it records a `Function` node that
 remembers its inputs and whatever it needs for the backward pass; the output
-tensor points to that node. The nodes form a directed acyclic graph (the
+tensor points to that node. An input made by another op is remembered as a
+`Stub`: the tensor without its data, unless backward needs that data and no
+cheap op can compute it again (see `Stub`), so the tape holds what backward
+reads and no more. The nodes form a directed acyclic graph (the
 "tape"). `loss.backward()` walks that graph once, from the loss back to the
 leaves, in reverse topological order, applying the chain rule at each node:
 
@@ -53,6 +56,8 @@ class Function:
     Non-tensor settings (stride, axis, ...) are passed to __init__ as keywords.
     forward may read self.recording (False under no_grad(), or when no input needs a
     gradient) to skip what only backward would use, as GELU does with its slope.
+    backward reads an input's data as self.inputs[i].data where i is in `saves`; a node
+    whose output is cheap to make again says so (can_recompute) and makes it (output).
 
     apply() runs the class asked for, or a faster variant of it where one is
     registered and applies (dispatch.py): the reference ops never see that choice.
@@ -61,9 +66,17 @@ class Function:
     def __init__(self, **settings):
         self.__dict__.update(settings)
 
-    inputs: Optional[list] = None     # the input tensors, kept while the node is on the tape
+    inputs: Optional[list] = None     # the inputs (leaves, or Stubs), kept while the node is on the tape
     needs_grad: list = ()
     recording: bool = True             # apply() sets it; a Function called directly keeps its state
+    saves: tuple = ()                  # inputs whose data backward reads, as self.inputs[i].data
+
+    def can_recompute(self) -> bool:
+        """Can output() compute this node's output again, cheaply, from what the node keeps?"""
+        return False
+
+    def output(self) -> Array:
+        raise NotImplementedError
 
     @classmethod
     def apply(cls, *inputs, **settings) -> "Tensor":
@@ -76,7 +89,11 @@ class Function:
         fn.recording = _grad_enabled and any(fn.needs_grad)     # forward may skip what backward needs
         out = Tensor(xp.asarray(fn.forward(*arrays)))   # 0-d results stay arrays
         if fn.recording:
-            fn.inputs = tensors
+            fn.inputs = [t if t._fn is None else Stub.of(t) for t in tensors]
+            for i in fn.saves:     # keep the data backward reads, unless a cheap op can remake it
+                kept = fn.inputs[i] if i < len(tensors) else None
+                if isinstance(kept, Stub) and kept._data is None and not kept._fn.can_recompute():
+                    kept._data = arrays[i]
             out.requires_grad = True
             out._fn = fn
         return out
@@ -117,6 +134,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._fn = None          # the Function that produced this tensor (None for leaves)
+        self._stub = None        # what the nodes that use this tensor keep of it (a Stub)
 
     # ----- plain properties --------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -201,6 +219,52 @@ class Tensor:
 
     # The operators (+, -, *, /, @, **, [], sum, mean, reshape, ...) are attached by ops.py,
     # once the ops they call exist.
+
+
+class Stub(Tensor):
+    """What a node keeps of an input that another op made: the same tensor for the graph
+    (its node, shape, dtype, requires_grad) without its data. One per tensor, shared by
+    all the nodes that use it, so that gradients meet under one key.
+
+    `.data` is there only where a node's backward reads it (Function.saves): kept from
+    the forward pass, or, where the op that made it is cheap to run again (an addition,
+    BatchNorm's normalisation of its saved input), computed again when first read. So a
+    tensor no backward reads is freed as soon as the user's code lets it go.
+    """
+
+    def __init__(self, t: Tensor):
+        self._fn, self.requires_grad, self.grad = t._fn, t.requires_grad, None
+        self._data, self._meta = None, (t.shape, t.dtype, t.device)
+
+    @staticmethod
+    def of(t: Tensor) -> "Stub":
+        if isinstance(t, Stub):                # (an op applied to a node's input, say)
+            return t
+        if t._stub is None:
+            t._stub = Stub(t)
+        return t._stub
+
+    shape = property(lambda self: self._meta[0])
+    dtype = property(lambda self: self._meta[1])
+    device = property(lambda self: self._meta[2])
+    ndim = property(lambda self: len(self._meta[0]))
+    size = property(lambda self: int(np.prod(self._meta[0])))
+    __len__ = lambda self: self._meta[0][0]   # noqa: E731
+
+    @property
+    def data(self) -> Array:
+        if self._data is None:
+            if self._fn.inputs is None:
+                raise RuntimeError("backward() through a graph that was already freed: "
+                                   "each forward pass supports one backward pass")
+            if not self._fn.can_recompute():
+                raise RuntimeError(f"the data of this {type(self._fn).__name__} output was not "
+                                   f"kept: list its input in the reader's Function.saves")
+            self._data = self._fn.output()    # kept until the nodes that read it are freed
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"Stub(shape={self.shape}, dtype={self.dtype}, of {type(self._fn).__name__})"
 
 
 def as_tensor(x: Any, like: Sequence = ()) -> Tensor:

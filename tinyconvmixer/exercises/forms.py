@@ -167,6 +167,7 @@ def _batchnorm(rng):
             x, g = backend.channels_last(x), backend.channels_last(g)
         fn = normalization.BatchNorm(running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5)
         fn.forward(x, w, b) if affine else fn.forward(x)
+        fn.inputs = [Tensor(x)]                  # what apply() would give it: the input, kept
         xhat, invstd = fn.xhat.copy(order="K"), fn.invstd.reshape(-1).copy()
         dx, dw, db = fn.backward(g)
         layout = ", channels-last memory" if channels_last else ""

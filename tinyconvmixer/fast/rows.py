@@ -3,8 +3,9 @@
 A channels-last (N, C, H, W) batch is, in memory, M = N*H*W rows of C channels
 (an (N, C) batch already is). BatchNorm's per-channel work then needs only a
 few passes over those rows: the statistics; y = (x - mean) * scale + shift; and
-backward, two sums per channel and then dx = kg g - kx (x - mean) - k0, saving x
-instead of xhat. The passes themselves come from an implementation: blocks of
+backward, two sums per channel and then dx = kg g - kx (x - mean) - k0, from the
+kept x (as the reference, the node keeps x, not xhat, and not its output: output()
+normalises x again). The passes themselves come from an implementation: blocks of
 rows that stay in the cache on the CPU (cpu/rowwise.py), CUDA kernels on the GPU
 (cuda/batchnorm.py); both have the same four functions, mean_var, normalize,
 grad_sums and backward. The reference, functional/normalization.py, is the truth
@@ -62,12 +63,16 @@ class BatchNormRows(BatchNorm):
         invstd = 1.0 / xp.sqrt(var + self.eps)
         scale = invstd if weight is None else invstd * weight
         shift = xp.zeros_like(invstd) if bias is None else xp.ascontiguousarray(bias)
-        self.x2, self.mean, self.invstd, self.weight = x2, mean, invstd, weight
+        self.mean, self.invstd, self.weight, self.scale, self.shift = mean, invstd, weight, scale, shift
         return from_rows(impl.normalize(x2, mean, scale, shift), x.shape)
+
+    def output(self):
+        x = self.inputs[0].data
+        return from_rows(self.impl.normalize(as_rows(x), self.mean, self.scale, self.shift), x.shape)
 
     def backward(self, g):
         xp, impl = backend.get_array_module(g), self.impl
-        x2, mean, invstd = self.x2, self.mean, self.invstd
+        x2, mean, invstd = as_rows(self.inputs[0].data), self.mean, self.invstd
         M = x2.shape[0]
         g2 = as_rows(g)
         sum_g, sum_gxc = impl.grad_sums(g2, x2, mean)

@@ -7,17 +7,17 @@ weights each input by the probability that a standard normal falls below it.
           whose slope is (1 + t) / 2 + x (1 - t^2) u' / 2  with t = tanh(u),
           u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 
-The forward pass computes the output alone and keeps only its input x, which
-the tape holds anyway (it is this node's input). The backward pass computes the
-local slope dy/dx from x when it needs it (`slope`, below) and multiplies:
-g * slope. So no array of its own per GELU waits for the backward pass, as in
-PyTorch; the price is computing Phi(x) a second time.
+The forward pass keeps the local slope dy/dx (one array the size of x) for the
+backward pass, which is then one product: g * slope. It keeps neither x nor y:
+the op before GELU (a convolution) does not need its output again, so with the
+slope saved nothing else holds x, and the op after it (BatchNorm) keeps y as its
+own input. The slope costs an exp in the forward pass, and only when a backward
+pass will follow (self.recording); under no_grad it is skipped.
 
 This plain code is the reference; fast/ has faster variants of it (cache-sized
 chunks and a quicker erf on the CPU, one CUDA kernel on the GPU).
 """
 
-import functools
 import math
 
 from ..engine import Function, Tensor, backend
@@ -36,28 +36,22 @@ class GELU(Function):
     """Setting: approximate ('none' or 'tanh')."""
 
     def forward(self, x):
-        self.x = x
         xp = backend.get_array_module(x)
         if self.approximate == "tanh":
             t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
             phi = 0.5 * (1.0 + t)
+            if self.recording:                       # the slope of 0.5 x (1 + t), while t is at hand
+                du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * (x * x))
+                self.slope = phi + 0.5 * x * (1.0 - t * t) * du
         else:
             phi = normal_cdf(x)
+            if self.recording:                       # the product rule: Phi(x) + x phi(x)
+                self.slope = phi + x * (xp.exp(-0.5 * (x * x)) * _INV_SQRT_2PI)
         return xp.multiply(x, phi, out=xp.empty_like(x))    # y in x's memory layout (channels-last
                                                             # stays so; CuPy's x * phi is C order)
 
     def backward(self, g):
         return g * self.slope
-
-    @functools.cached_property
-    def slope(self):
-        """dGELU/dx at the saved input x, computed when the backward pass first asks for it."""
-        x, xp = self.x, backend.get_array_module(self.x)
-        if self.approximate == "tanh":
-            t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + _C * (x * x)))
-            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _C * (x * x))
-            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
-        return normal_cdf(x) + x * (xp.exp(-0.5 * (x * x)) * _INV_SQRT_2PI)   # the product rule
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

@@ -29,33 +29,43 @@ class Conv2dIm2col(Function):
     so a following 1x1 conv needs no copy at all: its cols *are* the input.
     """
 
+    saves = (0,)            # x: backward makes its columns again (a view for a 1x1 conv)
+
     def forward(self, x, w, b=None):
         G = self.groups
-        N, C, _, _ = x.shape
-        F, Cg, kh, kw = w.shape
-        xp_ = pad2d(x, self.padding)
-        Ho = output_size(xp_.shape[2], kh, self.stride[0])
-        Wo = output_size(xp_.shape[3], kw, self.stride[1])
-        windows = im2col_view(xp_, (kh, kw), self.stride)              # (N, C, kh, kw, Ho, Wo), a view
-        # cols[g, (n, ho, wo), (c, i, j)]: (G, N*Ho*Wo, Cg*kh*kw). This reshape is the real copy
-        # (none for a 1x1 conv on a channels-last input).
-        cols = (windows.reshape(N, G, Cg, kh, kw, Ho, Wo)
-                .transpose(1, 0, 5, 6, 2, 3, 4).reshape(G, N * Ho * Wo, Cg * kh * kw))
-        wmat = w.reshape(G, F // G, Cg * kh * kw)
+        F = w.shape[0]
+        cols, (Ho, Wo) = self.columns(x, w.shape)
+        N = x.shape[0]
+        wmat = w.reshape(G, F // G, -1)
         out = cols @ wmat.transpose(0, 2, 1)                           # (G, N*Ho*Wo, F/G)
         out = out.reshape(G, N, Ho, Wo, F // G).transpose(1, 2, 3, 0, 4).reshape(N, Ho, Wo, F)
         if b is not None:
             out += b                                                   # NHWC: bias on the last axis
-        self.cols, self.wmat, self.w_shape = cols, wmat, w.shape
-        self.padded_shape, self.out_hw = xp_.shape, (Ho, Wo)
+        self.wmat, self.w_shape = wmat, w.shape
         return out.transpose(0, 3, 1, 2)                               # NCHW shape, NHWC memory
 
+    def columns(self, x, w_shape):
+        """(cols, (Ho, Wo)): cols[g, (n, ho, wo), (c, i, j)], (G, N*Ho*Wo, Cg*kh*kw). Made in the
+        forward pass and again in the backward pass, rather than kept: for a 1x1 conv on a
+        channels-last input they are x itself, elsewhere kh*kw times its size."""
+        G, (N, C, _, _), (F, Cg, kh, kw) = self.groups, x.shape, w_shape
+        xp_ = pad2d(x, self.padding)
+        Ho = output_size(xp_.shape[2], kh, self.stride[0])
+        Wo = output_size(xp_.shape[3], kw, self.stride[1])
+        windows = im2col_view(xp_, (kh, kw), self.stride)              # (N, C, kh, kw, Ho, Wo), a view
+        # This reshape is the real copy (none for a 1x1 conv on a channels-last input).
+        cols = (windows.reshape(N, G, Cg, kh, kw, Ho, Wo)
+                .transpose(1, 0, 5, 6, 2, 3, 4).reshape(G, N * Ho * Wo, Cg * kh * kw))
+        self.padded_shape = xp_.shape
+        return cols, (Ho, Wo)
+
     def backward(self, g):
-        G, (F, Cg, kh, kw), (Ho, Wo) = self.groups, self.w_shape, self.out_hw
+        G, (F, Cg, kh, kw) = self.groups, self.w_shape
+        cols, (Ho, Wo) = self.columns(self.inputs[0].data, self.w_shape)
         N, C = self.padded_shape[:2]
         gmat = (g.transpose(0, 2, 3, 1).reshape(N, Ho, Wo, G, F // G)
                 .transpose(3, 0, 1, 2, 4).reshape(G, N * Ho * Wo, F // G))
-        dw = (gmat.transpose(0, 2, 1) @ self.cols).reshape(self.w_shape)     # dW = dOut^T @ cols
+        dw = (gmat.transpose(0, 2, 1) @ cols).reshape(self.w_shape)          # dW = dOut^T @ cols
         dcols = gmat @ self.wmat                                             # dcols = dOut @ W
         dcols = (dcols.reshape(G, N, Ho, Wo, Cg, kh, kw)
                  .transpose(1, 0, 4, 5, 6, 2, 3).reshape(N, C, kh, kw, Ho, Wo))

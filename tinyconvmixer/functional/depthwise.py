@@ -47,8 +47,10 @@ def padded_nhwc(x, padding):
 class DepthwiseConv2d(Function):
     """Settings: stride, padding (pairs), groups (== channels).
 
-    The backward pass pads the input again rather than keeping the padded copy: the
-    input itself is on the tape anyway, so only the tap weights are saved."""
+    The node keeps the input (saves) and the tap weights; the backward pass pads the
+    input again rather than keeping the padded copy."""
+
+    saves = (0,)
 
     def forward(self, x, w, b=None):
         xp = backend.get_array_module(x)
@@ -64,14 +66,14 @@ class DepthwiseConv2d(Function):
                 out += xh[:, rows, cols] * wt[i, j]                      # (N, Ho, Wo, C) view * (C,)
         if b is not None:
             out += b
-        self.x, self.wt, self.out_hw = x, wt, (Ho, Wo)
+        self.wt, self.out_hw = wt, (Ho, Wo)
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
         (Ho, Wo), (ph, pw) = self.out_hw, self.padding
         kh, kw, C = self.wt.shape
-        xh = padded_nhwc(self.x, self.padding)                           # (N, Hp, Wp, C) again
+        xh = padded_nhwc(self.inputs[0].data, self.padding)              # (N, Hp, Wp, C) again
         N, Hp, Wp, _ = xh.shape
         gh = g.transpose(0, 2, 3, 1)                                     # (N, Ho, Wo, C)
         dxh = xp.zeros_like(xh)

@@ -15,6 +15,11 @@ depends on every input of its channel. With dxhat = dy * weight and M values:
 to zero. So checking BN's gradient with an all-ones upstream gradient passes even
 when this formula is wrong. Always check with a random upstream gradient.)
 
+The node keeps its input x (Function.saves) and per-channel vectors; xhat is
+computed again from x when backward needs it. The output is not kept: it is one
+normalisation of x away, so a node that reads it (the convolution after a
+residual addition, say) gets it computed again (can_recompute, output).
+
 This plain code is the reference. Faster variants of it (fast/rows.py: the same
 math in a few passes over channels-last memory, by blocks of rows on the CPU and
 by CUDA kernels on the GPU) are tested against it.
@@ -32,37 +37,52 @@ class BatchNorm(Function):
     """Settings: running_mean, running_var (arrays updated in place, or None), training,
     momentum, eps."""
 
+    saves = (0,)                                     # x, read again by backward and by output()
+
     def forward(self, x, weight=None, bias=None):
         xp = backend.get_array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))        # every axis but channels
-        cs = _channel_shape(x)
-        # y = weight * xhat + bias is built step by step in one new array, of x's memory layout
-        # (channels-last stays channels-last; CuPy's x - mean would be C order) and of the
-        # dtype NumPy's type promotion gives x, weight and bias together:
-        dtype = xp.result_type(x, *[a for a in (weight, bias) if a is not None])
+        self.axes = (0,) + tuple(range(2, x.ndim))   # every axis but channels
+        self.cs, self.weight, self.bias = _channel_shape(x), weight, bias
         if self.training:
-            mean = x.mean(axis=axes)
+            self.mean = x.mean(axis=self.axes)
         else:                                        # (a copy: the buffer may change before backward)
-            mean, var = self.running_mean.copy(), self.running_var
-        y = xp.subtract(x, mean.reshape(cs), out=xp.empty_like(x, dtype=dtype))   # centred input
+            self.mean, var = self.running_mean.copy(), self.running_var
+        y = self._centred(x)
         if self.training:
-            var = (y * y).mean(axis=axes)            # biased: divide by M
-            self._update_running(mean, var, x.size // x.shape[1])
-        self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(cs)
-        self.x, self.mean = x, mean                  # x is on the tape anyway: xhat is not kept
-        self.axes, self.cs, self.weight = axes, cs, weight
-        y *= self.invstd                             # xhat
-        if weight is not None:
-            y *= weight.reshape(cs)
-        if bias is not None:
-            y += bias.reshape(cs)
+            var = (y * y).mean(axis=self.axes)       # biased: divide by M
+            self._update_running(self.mean, var, x.size // x.shape[1])
+        self.invstd = (1.0 / xp.sqrt(var + self.eps)).reshape(self.cs)
+        return self._affine(y)
+
+    def _centred(self, x):
+        """x - mean, the first step of y = weight * xhat + bias, built step by step in one new
+        array of x's memory layout (channels-last stays so; CuPy's x - mean would be C order)
+        and of the dtype NumPy's type promotion gives x, weight and bias together."""
+        xp = backend.get_array_module(x)
+        dtype = xp.result_type(x, *[a for a in (self.weight, self.bias) if a is not None])
+        return xp.subtract(x, self.mean.reshape(self.cs), out=xp.empty_like(x, dtype=dtype))
+
+    def _affine(self, y):
+        """(x - mean) in place -> xhat -> weight * xhat + bias."""
+        y *= self.invstd
+        if self.weight is not None:
+            y *= self.weight.reshape(self.cs)
+        if self.bias is not None:
+            y += self.bias.reshape(self.cs)
         return y
+
+    def can_recompute(self):
+        return True
+
+    def output(self):
+        """The forward pass's y again, from the kept x (the running statistics stay as they are)."""
+        return self._affine(self._centred(self.inputs[0].data))
 
     @property
     def xhat(self):
-        """(x - mean) * invstd, computed again from the saved input when backward asks for it,
+        """(x - mean) * invstd, computed again from the kept input when backward asks for it,
         so that no xhat array waits for the backward pass."""
-        return (self.x - self.mean.reshape(self.cs)) * self.invstd
+        return (self.inputs[0].data - self.mean.reshape(self.cs)) * self.invstd
 
     def _update_running(self, mean, var, M):
         if self.running_mean is not None:            # update in place: they are module buffers

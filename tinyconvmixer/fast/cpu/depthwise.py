@@ -49,19 +49,20 @@ class DepthwiseBlocked(DepthwiseConv2d):
         wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()              # (kh, kw, C)
         out = xp.empty((N, Ho, Wo, C), dtype=x.dtype)
         correlate(xh, wt, self.padding, out, bias=b)
-        self.xh, self.wt = xh, wt
+        self.wt = wt
         return out.transpose(0, 3, 1, 2)                                 # NCHW shape, NHWC memory
 
     def backward(self, g):
         xp = backend.get_array_module(g)
         kh, kw, C = self.wt.shape
-        N, H, W, _ = self.xh.shape
+        xh = self.inputs[0].data.transpose(0, 2, 3, 1)                   # NHWC view: no copy
+        N, H, W, _ = xh.shape
         ph, pw = self.padding
         gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
         dx = xp.empty((N, H, W, C), dtype=g.dtype)
         flipped = xp.ascontiguousarray(self.wt[::-1, ::-1])
         correlate(gh, flipped, (kh - 1 - ph, kw - 1 - pw), dx)           # dx: g with the flipped kernel
-        dwt = weight_grad(self.xh, gh, (kh, kw), self.padding)
+        dwt = weight_grad(xh, gh, (kh, kw), self.padding)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
         return dx.transpose(0, 3, 1, 2), dw, gh.reshape(-1, C).sum(axis=0)
 

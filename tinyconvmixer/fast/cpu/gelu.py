@@ -1,19 +1,18 @@
 """GELU on the CPU in cache-sized chunks: the variant of functional/activation.py's GELU.
 
-Like the reference, the forward pass computes y alone and keeps nothing that
-the tape does not hold already: its input x (the tape holds it) and its output
-y (the next op's input), so no slope array waits for the backward pass. The
-backward pass gets the slope back from those two with one exp and no erf:
+Like the reference, the forward pass keeps only the slope dy/dx for the backward
+pass (neither x nor y), computed in the same chunked pass as y while Phi(x) is
+in the cache, and the backward pass is one product, g * slope:
 
-    exact:  slope = Phi(x) + x phi(x),  and Phi(x) = y / x, the forward's own value
-    'tanh': slope = h + 2 x h (1 - h) u',  h = (1 + t) / 2 = y / x,  u' as in the reference
+    exact:  slope = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    'tanh': slope = h + 2 x h (1 - h) u',  h = (1 + t) / 2,  u' as in the reference
 
-(where |x| < 1e-30, h is Phi(0) = 1/2). Both passes run chunk by chunk on the
-CPU's threads (chunked.py), with every temporary a scratch chunk filled with
-`out=`. For float32, Phi in the forward pass is normal_cdf.py's rational
-function instead of SciPy's erf (no transcendental call at all; beyond its
-clamp, |x| > 4 sqrt 2, y is within an ulp of x or of 0); float64 keeps the
-reference's erf.
+Both passes run chunk by chunk on the CPU's threads (chunked.py), with every
+temporary a scratch chunk filled with `out=`. For float32, Phi in the forward
+pass is normal_cdf.py's rational function instead of SciPy's erf (no
+transcendental call at all; beyond its clamp, |x| > 4 sqrt 2, y is within an ulp
+of x or of 0); float64 keeps the reference's erf. Under no_grad the slope (and
+its exp) is skipped.
 """
 
 import math
@@ -28,26 +27,29 @@ from .normal_cdf import constant as _k, normal_cdf_into
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _C = 0.044715
-_TINY = 1e-30                    # below this |x|, y / x is no longer Phi(x) (0/0, subnormals)
 
 
 class GELUChunked(GELU):
-    """GELU in cache-sized chunks on the CPU's threads; the slope recomputed from x and y."""
+    """GELU in cache-sized chunks on the CPU's threads; the slope computed with y."""
 
     def forward(self, x):
         tanh = self.approximate == "tanh"
-        y = chunked_map(_tanh_value if tanh else _exact_value, x, scratch=3)
-        if self.recording:
-            self.x, self.y = x, y             # both on the tape anyway: no new memory
+        if not self.recording:
+            return chunked_map(_tanh_value if tanh else _exact_value, x, scratch=3)
+        y, self.slope = chunked_map(_tanh_value_slope if tanh else _exact_value_slope, x,
+                                    outputs=2, scratch=3)
         return y
 
     def backward(self, g):
-        tanh = self.approximate == "tanh"
-        return chunked_map(_tanh_grad if tanh else _exact_grad, g, self.x, self.y, scratch=2)
+        return chunked_map(_product, g, self.slope)
 
 
 def when(x, **settings):
     return backend.get_array_module(x) is np
+
+
+def _product(out, a, b):
+    np.multiply(a, b, out=out)
 
 
 def _exact_value(y, x, xc, x2, q):
@@ -56,53 +58,49 @@ def _exact_value(y, x, xc, x2, q):
     y *= x
 
 
-def _phi_from_output(h, x, y, mask_scratch):
-    """h = y / x, which is Phi(x) (exact GELU) or (1 + t) / 2 (tanh); 1/2 where |x| < _TINY."""
+def _exact_value_slope(y, s, x, xc, x2, q):
+    """y = x Phi(x) and s = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
     d = x.dtype
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(y, x, out=h)
-    np.abs(x, out=mask_scratch)
-    np.copyto(h, _k(0.5, d), where=mask_scratch < _k(_TINY, d))
+    normal_cdf_into(y, x, xc, x2, q)                  # Phi(x)
+    np.multiply(x, x, out=s)
+    s *= _k(-0.5, d)
+    np.exp(s, out=s)
+    s *= x
+    s *= _k(_INV_SQRT_2PI, d)                         # x phi(x)
+    s += y
+    y *= x
 
 
-def _exact_grad(dx, g, x, y, e, m):
-    """dx = g (Phi(x) + x phi(x)), with Phi(x) = y / x and phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
-    d = x.dtype
-    np.multiply(x, x, out=e)
-    e *= _k(-0.5, d)
-    np.exp(e, out=e)
-    e *= x
-    e *= _k(_INV_SQRT_2PI, d)                        # x phi(x)
-    _phi_from_output(dx, x, y, m)                     # Phi(x)
-    dx += e
-    dx *= g
-
-
-def _tanh_value(y, x, u, t, _):
-    """y = x (1 + t) / 2 with t = tanh(sqrt(2/pi) (x + c x^3))."""
+def _tanh_half(h, x, u):
+    """h = (1 + t) / 2 with t = tanh(sqrt(2/pi) (x + c x^3)); u is scratch."""
     d = x.dtype
     np.multiply(x, x, out=u)
     u *= _k(_C, d)
     u += _k(1.0, d)
     u *= x
     u *= _k(_SQRT_2_OVER_PI, d)
-    np.tanh(u, out=t)
-    t += _k(1.0, d)
-    t *= _k(0.5, d)
-    np.multiply(x, t, out=y)
+    np.tanh(u, out=h)
+    h += _k(1.0, d)
+    h *= _k(0.5, d)
 
 
-def _tanh_grad(dx, g, x, y, a, m):
-    """dx = g (h + 2 x h (1 - h) u'), h = y / x = (1 + t) / 2, u' = sqrt(2/pi) (1 + 3 c x^2)."""
+def _tanh_value(y, x, u, h, _):
+    """y = x (1 + t) / 2."""
+    _tanh_half(h, x, u)
+    np.multiply(x, h, out=y)
+
+
+def _tanh_value_slope(y, s, x, u, h, _):
+    """y = x h and s = h + 2 x h (1 - h) u', h = (1 + t) / 2, u' = sqrt(2/pi) (1 + 3 c x^2)."""
     d = x.dtype
-    _phi_from_output(dx, x, y, m)                     # h
-    np.multiply(x, x, out=a)
-    a *= _k(3.0 * _C, d)
-    a += _k(1.0, d)
-    a *= _k(2.0 * _SQRT_2_OVER_PI, d)
-    a *= x                                            # 2 x u'
-    a *= dx
-    np.subtract(_k(1.0, d), dx, out=m)                # (m: free again after _phi_from_output)
-    a *= m                                            # 2 x u' h (1 - h)
-    dx += a
-    dx *= g
+    _tanh_half(h, x, u)
+    np.multiply(x, x, out=s)
+    s *= _k(3.0 * _C, d)
+    s += _k(1.0, d)
+    s *= _k(2.0 * _SQRT_2_OVER_PI, d)
+    s *= x                                            # 2 x u'
+    s *= h
+    np.subtract(_k(1.0, d), h, out=u)
+    s *= u                                            # 2 x u' h (1 - h)
+    s += h
+    np.multiply(x, h, out=y)

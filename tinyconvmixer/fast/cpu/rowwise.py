@@ -44,8 +44,10 @@ def mean_var(x):
     Each block of rows, while it is in the cache, gives its own mean m_b (its column sums
     over its n_b rows) and, from d = x - m_b, the sums s_b = sum d (what the rounding of
     m_b left over) and q_b = sum d^2 - s_b^2 / n_b (the sum of squares about the block's
-    exact mean): a second pass, but over the cache. The blocks then combine in float64,
-    without cancellation (Chan et al.'s parallel variance):
+    exact mean): a second pass, but over the cache, with no array written (q_b's sum of
+    products is one einsum, in float32: a block's sums are short, and about its own mean
+    they cannot cancel). The blocks then combine in float64, without cancellation (Chan
+    et al.'s parallel variance):
         mean = sum over blocks of (n_b m_b + s_b) / M,
         M var = sum over blocks of  q_b + n_b (m_b + s_b / n_b - mean)^2."""
     M, C = x.shape
@@ -54,9 +56,9 @@ def mean_var(x):
         n = r1 - r0
         m = x[r0:r1].sum(axis=0) / n
         np.subtract(x[r0:r1], m, out=d)
-        s = d.sum(axis=0, dtype=np.float64)
-        d *= d
-        return n, m + s / n, d.sum(axis=0, dtype=np.float64) - s * s / n
+        s = d.sum(axis=0).astype(np.float64)
+        q = np.einsum("mc,mc->c", d, d).astype(np.float64)
+        return n, m + s / n, q - s * s / n
     parts = _row_blocks(block_sums, x, 2)
     mean = add_in_order([n * m for n, m, _ in parts]) / M
     spread = add_in_order([q + n * (m - mean) ** 2 for n, m, q in parts])

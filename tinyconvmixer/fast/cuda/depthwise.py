@@ -105,19 +105,20 @@ class DepthwiseKernels(DepthwiseConv2d):
         N, C, H, W = x.shape
         kh, kw = w.shape[2:]
         Ho, Wo = output_hw(x.shape, (kh, kw), self.stride, self.padding)
-        self.x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy if channels-last
+        x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))       # no copy if channels-last
         self.wt = w.reshape(C, kh, kw).transpose(1, 2, 0).copy()
         bias = None if b is None else xp.ascontiguousarray(b)
-        out = conv(self.x_nhwc, self.wt, bias, self.padding, (Ho, Wo))
+        out = conv(x_nhwc, self.wt, bias, self.padding, (Ho, Wo))
         return out.transpose(0, 3, 1, 2)
 
     def backward(self, g):
         xp = backend.get_array_module(g)
         kh, kw, C = self.wt.shape
-        N, H, W, _ = self.x_nhwc.shape
+        x_nhwc = xp.ascontiguousarray(self.inputs[0].data.transpose(0, 2, 3, 1))   # the kept x
+        N, H, W, _ = x_nhwc.shape
         gh = xp.ascontiguousarray(g.transpose(0, 2, 3, 1))               # (N, Ho, Wo, C)
         dx = input_grad(gh, self.wt, self.padding, (H, W))
-        dwt = weight_grad(self.x_nhwc, gh, (kh, kw), self.padding)
+        dwt = weight_grad(x_nhwc, gh, (kh, kw), self.padding)
         dw = dwt.transpose(2, 0, 1).reshape(C, 1, kh, kw)
         g2 = gh.reshape(-1, C)
         db = cuda_bn.channel_sums(g2, g2)[0].astype(g.dtype)             # coalesced column sums

@@ -1,10 +1,10 @@
-"""Exact GELU with the kernels of gelu.cu: the output in one pass, the input's gradient in another.
+"""Exact GELU with the kernel of gelu.cu: the output and its slope in one pass.
 
 GELUKernel (below) is the variant of functional/activation.py's GELU that
 runs them, registered for exact GELU on arrays the kernels take (launch.active);
 the reference's plain xp code is what the kernels are tested against. As the
-reference, it keeps only its input (on the tape anyway) for the backward pass,
-which recomputes the slope from it inside the kernel: no slope array.
+reference, it keeps only the slope for the backward pass, written by the kernel
+beside y (and not at all under no_grad); the backward pass is g * slope.
 """
 
 from ...engine import backend
@@ -39,24 +39,17 @@ def forward(x, want_slope=True):
     return outs[0], (outs[1] if want_slope else None)
 
 
-def backward(x, g):
-    """dx = g * dGELU/dx at x, in g's memory layout where x and g share it, else in C order."""
-    (dx,), (fdx, fg, fx) = _flat(g, x)
-    n = fx.size
-    launch.kernel("gelu", "gelu_backward", x.dtype)(*launch.grid_stride(n), (fx, fg, fdx, launch.i64(n)))
-    return dx
-
-
 class GELUKernel(GELU):
-    """Exact GELU by the kernels of gelu.cu, keeping only the input for the backward pass."""
+    """Exact GELU by the kernels of gelu.cu, keeping only the slope for the backward pass."""
 
     def forward(self, x):
-        y, _ = forward(x, want_slope=False)
-        self.x = x
+        y, slope = forward(x, want_slope=self.recording)
+        if self.recording:
+            self.slope = slope
         return y
 
     def backward(self, g):
-        return backward(self.x, g)
+        return g * self.slope
 
 
 def when(x, approximate="none", **settings):
