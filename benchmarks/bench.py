@@ -84,6 +84,9 @@ def median_time(fn, device, warmup, repeats):
     return statistics.median(one_time(fn, device) for _ in range(repeats))
 
 
+SETTLE_BELOW_S = 0.5          # rows whose runs take less get an untimed run before each timed one
+
+
 def paired_times(ours, theirs, device, warmup, repeats):
     """(our median, their median, median of the per-pair ratios), timing the two in turns.
 
@@ -91,18 +94,26 @@ def paired_times(ours, theirs, device, warmup, repeats):
     threads sometimes run at the speed of one). Timing ours, then theirs, then ours...
     puts both under the same conditions, and each pair's ratio cancels the drift.
     """
-    for _ in range(warmup):
-        ours()
-        theirs()
-    synchronize(device)
+    warm = [one_time(fn, device) for _ in range(warmup) for fn in (ours, theirs)]
+    # On the CPU, PyTorch's OpenMP threads spin for milliseconds after each parallel region
+    # (libgomp's default), taking a core from whatever runs next: our GELU row ran in 15.4 ms
+    # after one of its own runs, 19.5 ms straight after PyTorch's. Where a run is short
+    # enough for that to matter, each timed run follows an untimed run of the same side,
+    # so that each side is timed on cores the other has let go of, as in a script of its own.
+    settle = device == "cpu" and max(warm, default=1.0) < SETTLE_BELOW_S
     pairs = []
+
+    def timed(fn):
+        if settle:
+            fn()
+        return one_time(fn, device)
     for i in range(repeats):                  # alternate who goes first, so order effects cancel too
         if i % 2 == 0:
-            a = one_time(ours, device)
-            pairs.append((a, one_time(theirs, device)))
+            a = timed(ours)
+            pairs.append((a, timed(theirs)))
         else:
-            b = one_time(theirs, device)
-            pairs.append((one_time(ours, device), b))
+            b = timed(theirs)
+            pairs.append((timed(ours), b))
     return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
             statistics.median(a / b for a, b in pairs))
 

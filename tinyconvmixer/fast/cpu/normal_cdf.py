@@ -4,18 +4,20 @@ The reference, functional/activation.py's `normal_cdf(x)`, is 0.5 * (1 + erf(x /
 sqrt 2)) with the erf of SciPy (CPU) or CuPy (GPU), correctly rounded for float64.
 On the CPU, SciPy's erf is the single slowest thing in a float32 training step
 (about 12 ns an element; NumPy's exp about 4 ns, its multiply 0.25 ns, on the
-project's AMD EPYC), so float32 CPU arrays take a rational function of x with
-no transcendental call at all:
+project's AMD EPYC), so float32 CPU arrays take Abramowitz and Stegun's erfc
+(Handbook of Mathematical Functions, 7.1.26) instead, written for Phi:
 
-    Phi(x) = 1/2 + x P(x^2) / Q(x^2),    x clamped to [-4 sqrt 2, 4 sqrt 2]
+    1 - Phi(|x|) = t (a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4) e / 2,
+    t = 1 / (1 + p |x| / sqrt 2),  e = exp(-x^2 / 2),  Phi(x) = 1/2 + sign(x) (1/2 - (1 - Phi(|x|)))
 
-with P of degree 6 and Q of degree 4 in x^2: the float32 erf of Eigen and XLA
-(a minimax fit of erf(z) = z p(z^2) / q(z^2) on [-4, 4]), rescaled here from
-erf(z) to Phi(x) = (1 + erf(x / sqrt 2)) / 2 with Q's constant term 1. Its
-largest error is 4e-8 (evaluated in float64), about 2e-7 evaluated in float32;
-beyond the clamp Phi is 1, or about 3e-8 instead of 0. It runs with in-place
-NumPy ufuncs over cache-sized chunks (chunked.py), every temporary a scratch
-chunk. tests/test_normal_cdf.py checks it against SciPy.
+within 1.5e-7 of erf, so within 7.5e-8 of Phi (about 2e-7 evaluated in float32).
+Its exp is the one GELU's slope needs anyway (phi(x) = e / sqrt(2 pi)), so GELU
+computes it once for both (gelu.py). It runs with in-place NumPy ufuncs over
+cache-sized chunks (chunked.py), every temporary a scratch chunk.
+tests/test_normal_cdf.py checks it against SciPy. (An earlier version, a rational
+function of x with no exp, was faster for Phi alone and slower for Phi and the
+slope together; a table with linear interpolation, read by np.take, was slower
+than both.)
 """
 
 import math
@@ -26,11 +28,9 @@ from ...engine import backend
 from ...functional.activation import normal_cdf as reference_normal_cdf
 from .chunked import chunked_map
 
-LIMIT = 4.0 * math.sqrt(2.0)      # the fit's interval, in x
-P = (1.0557466595229365e-10, -2.145990474565118e-08, 3.254634397810506e-06,
-     0.00017636187818949488, 0.0045542093071183655, 0.036615067979520334, 0.3989422545398019)
-Q = (6.38202694858039e-05, 0.001869768301664804, 0.029492775302725233, 0.2584459884133409, 1.0)
-
+P = 0.3275911 / math.sqrt(2.0)                  # p of 7.1.26, for |x| instead of |x| / sqrt 2
+A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+                                                # a5 .. a1, halved (Phi's tail is erfc / 2)
 _constants = {}
 
 
@@ -51,25 +51,38 @@ def normal_cdf(x):
 
 
 def normal_cdf_fast(x):
-    """Phi(x) for a float32 NumPy array by the rational function, chunk by chunk."""
-    return chunked_map(normal_cdf_into, x, scratch=3)
+    """Phi(x) for a float32 NumPy array, chunk by chunk."""
+    return chunked_map(normal_cdf_into, x, scratch=2)
 
 
-def normal_cdf_into(out, x, xc, x2, q):
-    """out = Phi(x) for one chunk: the rational function for float32 (xc, x2, q: scratch chunks),
-    else the reference's erf."""
+def gauss_into(e, x):
+    """e = exp(-x^2 / 2), in place."""
+    np.multiply(x, x, out=e)
+    e *= constant(-0.5, x.dtype)
+    np.exp(e, out=e)
+
+
+def normal_cdf_from_gauss(out, x, e, t):
+    """out = Phi(x) for float32 chunks, given e = exp(-x^2 / 2) (t: a scratch chunk)."""
+    d = x.dtype
+    np.abs(x, out=t)
+    t *= constant(P, d)
+    t += constant(1.0, d)
+    np.reciprocal(t, out=t)
+    np.multiply(t, constant(A[0], d), out=out)
+    for a in A[1:]:                             # Horner
+        out += constant(a, d)
+        out *= t
+    out *= e                                    # 1 - Phi(|x|)
+    np.subtract(constant(0.5, d), out, out=out)
+    np.copysign(out, x, out=out)
+    out += constant(0.5, d)
+
+
+def normal_cdf_into(out, x, e, t):
+    """out = Phi(x) for one chunk (e, t: scratch chunks); the reference's erf unless float32."""
     if x.dtype != np.float32:
         out[...] = reference_normal_cdf(x)
         return
-    d = x.dtype
-    np.clip(x, constant(-LIMIT, d), constant(LIMIT, d), out=xc)
-    np.multiply(xc, xc, out=x2)
-    for p, coefficients in ((out, P), (q, Q)):     # Horner: P(x^2) and Q(x^2)
-        np.multiply(x2, constant(coefficients[0], d), out=p)
-        p += constant(coefficients[1], d)
-        for c in coefficients[2:]:
-            p *= x2
-            p += constant(c, d)
-    out *= xc
-    out /= q
-    out += constant(0.5, d)
+    gauss_into(e, x)
+    normal_cdf_from_gauss(out, x, e, t)
