@@ -76,3 +76,27 @@ def test_evaluation_under_no_grad_keeps_nothing(rng):
     with no_grad():
         out = model(x)
     assert out._fn is None and memory.tape_bytes(out) == out.data.nbytes
+
+
+def test_a_stub_without_data_says_what_to_declare(rng):
+    from tinyconvmixer.engine import Function
+
+    class Careless(Function):               # reads its input in backward without listing it in saves
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, g):
+            return g * 2 + 0 * self.inputs[0].data
+
+    x = Tensor(rng.standard_normal(3), requires_grad=True)
+    y = Careless.apply(F.gelu(x))           # GELU keeps its slope, not its output
+    with pytest.raises(RuntimeError, match="GELU output was not kept: list it in its reader's saves"):
+        y.sum().backward()
+
+    class Careful(Careless):
+        saves = (0,)
+    x.grad = None
+    Careful.apply(F.gelu(x)).sum().backward()     # the stub kept GELU's output this time
+    x2 = Tensor(x.data, requires_grad=True)
+    (F.gelu(x2) * 2).sum().backward()
+    np.testing.assert_allclose(x.grad, x2.grad)

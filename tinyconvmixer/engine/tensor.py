@@ -258,7 +258,8 @@ class Stub(Tensor):
                 raise RuntimeError("backward() through a graph that was already freed: "
                                    "each forward pass supports one backward pass")
             if not self._fn.can_recompute():
-                raise RuntimeError(f"the data of a {type(self._fn).__name__} output was not "
+                op = dispatch.reference_of(type(self._fn)).__name__   # GELU, not its variant
+                raise RuntimeError(f"the data of a {op} output was not "
                                    f"kept: list it in its reader's saves")
             self._data = self._fn.output()    # kept until the nodes that read it are freed
         return self._data
