@@ -100,3 +100,32 @@ def test_a_stub_without_data_says_what_to_declare(rng):
     x2 = Tensor(x.data, requires_grad=True)
     (F.gelu(x2) * 2).sum().backward()
     np.testing.assert_allclose(x.grad, x2.grad)
+
+
+def test_what_is_computed_again_stays_shallow_and_safe(rng):
+    """Found by review: an addition may be made again only from kept data or one more cheap op,
+    never from a leaf (whose data may change in place before backward), and deciding so costs
+    the same for a chain of 2,000 additions or a graph of shared ones (no recursion, no blow-up)."""
+    w = Tensor(rng.standard_normal((4, 4, 1, 1)), requires_grad=True)
+    h = Tensor(rng.standard_normal((2, 4, 3, 3)), requires_grad=True) * 1.0
+    for _ in range(2000):
+        h = h + 1.0
+    F.conv2d(h, w).sum().backward()
+    h = Tensor(rng.standard_normal((2, 4, 3, 3)), requires_grad=True) * 1.0
+    for _ in range(40):
+        h = h + h                               # 2^40 paths: only seen if the check recursed
+    F.conv2d(h, w).sum().backward()
+
+    a, b = (Tensor(rng.standard_normal((2, 4, 3, 3)), requires_grad=True) for _ in range(2))
+    w.grad = None
+    F.conv2d(a + b, w).sum().backward()
+    expected, w.grad = w.grad.copy(), None
+    y = F.conv2d(a + b, w)
+    a.data += 100                               # in place, between forward and backward
+    y.sum().backward()
+    np.testing.assert_array_equal(w.grad, expected)
+
+    s = F.batch_norm(a * 1.0, None, None, training=True) + a * 1.0
+    s.sum().backward()                          # frees the graph behind s ...
+    y = F.conv2d(s, w)                          # ... whose nodes then remake nothing: s is kept
+    assert s._stub._data is s.data

@@ -44,10 +44,10 @@ class Add(Function):
     def backward(self, g):
         return unbroadcast(g, self.shapes[0]), unbroadcast(g, self.shapes[1])
 
-    def can_recompute(self):
-        """An addition is cheap to redo: its output need not be kept where both operands are
-        there to read (leaves, or kept or recomputable themselves), as in a residual block."""
-        return all(t._fn is None or t._data is not None or t._fn.can_recompute() for t in self.inputs)
+    def can_recompute(self, depth=1):
+        """Cheap to redo from operands kept or remade by one more cheap op (not leaves: in place)."""
+        return depth > 0 and self.inputs is not None and all(
+            t._fn is not None and (t._data is not None or t._fn.can_recompute(depth - 1)) for t in self.inputs)
 
     def output(self):
         return self.forward(self.inputs[0].data, self.inputs[1].data)

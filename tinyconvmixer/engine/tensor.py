@@ -19,6 +19,7 @@ Each `Function` subclass only has to implement `forward` on plain arrays and
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np   # only for type checks on host numbers (np.generic); arrays come via backend
@@ -71,8 +72,9 @@ class Function:
     recording: bool = True             # apply() sets it; a Function called directly keeps its state
     saves: tuple = ()                  # inputs whose data backward reads, as self.inputs[i].data
 
-    def can_recompute(self) -> bool:
-        """Can output() compute this node's output again, cheaply, from what the node keeps?"""
+    def can_recompute(self, depth: int = 1) -> bool:
+        """Can output() make this node's output again, cheaply, from kept data (through at most
+        `depth` more such recomputations, so that a long chain never recurses deeply)?"""
         return False
 
     def output(self) -> Array:
@@ -223,18 +225,16 @@ class Tensor:
 
 class Stub(Tensor):
     """What a node keeps of an input that another op made: the same tensor for the graph
-    (its node, shape, dtype, requires_grad) without its data. One per tensor, shared by
-    all the nodes that use it, so that gradients meet under one key.
-
-    `.data` is there only where a node's backward reads it (Function.saves): kept from
-    the forward pass, or, where the op that made it is cheap to run again (an addition,
-    BatchNorm's normalisation of its saved input), computed again when first read. So a
-    tensor no backward reads is freed as soon as the user's code lets it go.
-    """
+    (its node, shape, dtype, requires_grad) without its data; one per tensor, shared by
+    its users, so that gradients meet under one key. `.data` is there where a backward
+    reads it (Function.saves): the tensor's own while the user holds it, else kept from
+    the forward pass or, where the op that made it is cheap (an addition, BatchNorm's
+    normalisation), computed again when first read. So a tensor no backward reads is
+    freed as soon as the user's code lets it go."""
 
     def __init__(self, t: Tensor):
         self._fn, self.requires_grad, self.grad = t._fn, t.requires_grad, None
-        self._data, self._meta = None, (t.shape, t.dtype, t.device)
+        self._data, self._meta, self._tensor = None, (t.shape, t.dtype, t.device), weakref.ref(t)
 
     @staticmethod
     def of(t: Tensor) -> "Stub":
@@ -254,6 +254,9 @@ class Stub(Tensor):
     @property
     def data(self) -> Array:
         if self._data is None:
+            t = self._tensor()                 # the tensor itself, if the user still holds it
+            if t is not None:
+                return t.data
             if self._fn.inputs is None:
                 raise RuntimeError("backward() through a graph that was already freed: "
                                    "each forward pass supports one backward pass")

@@ -57,7 +57,8 @@ def normal_cdf_fast(x):
 
 def gauss_into(e, x):
     """e = exp(-x^2 / 2), in place."""
-    np.multiply(x, x, out=e)
+    with np.errstate(over="ignore"):           # |x| > 1.8e19: x^2 is inf, e is 0, as it should be
+        np.multiply(x, x, out=e)
     e *= constant(-0.5, x.dtype)
     np.exp(e, out=e)
 
