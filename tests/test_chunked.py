@@ -72,7 +72,8 @@ def test_chunk_size_follows_the_cache(monkeypatch):
     assert chunked.chunk_elements(4, 4) == 32768                # 4 float32 arrays in 512 KiB
     assert chunked.chunk_elements(8, 4) == 16384
     monkeypatch.setattr(chunked.machine, "core_cache_bytes", lambda: 64 * 1024 ** 2)
-    assert chunked.chunk_elements(4, 4) == 65536                # capped
+    assert chunked.chunk_elements(4, 4) == 131072               # capped
+    assert chunked.chunk_elements(4, 4, largest=65536) == 65536
     monkeypatch.setattr(chunked.machine, "core_cache_bytes", lambda: 16 * 1024)
     assert chunked.chunk_elements(4, 4) == 8192                 # floored
 

@@ -39,6 +39,21 @@ def from_rows(rows, shape):
     return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
 
 
+def empty_rows(like):
+    """An uninitialised array shaped like `like` whose memory is rows, and its (M, C) view.
+
+    Where `like` is rows, the array is a new one (np.empty_like keeps the layout), not a
+    view of one: a view would be copied by the engine before it becomes a leaf's .grad
+    (8 MB at ConvMixer's shapes: 1.4 ms of BatchNorm's 15 on the CPU)."""
+    xp = backend.get_array_module(like)
+    if is_rows(like):
+        y = xp.empty_like(like)
+    else:
+        C = like.shape[1]
+        y = from_rows(xp.empty((like.size // C, C), dtype=like.dtype), like.shape)
+    return y, as_rows(y)                   # (a view: y is rows)
+
+
 def applies(x, weight=None, bias=None):
     """The shapes the rows variants take: (N, C) or (N, C, H, W), not empty, one dtype
     (mixed dtypes keep the reference's type promotion)."""
@@ -64,11 +79,15 @@ class BatchNormRows(BatchNorm):
         scale = invstd if weight is None else invstd * weight
         shift = xp.zeros_like(invstd) if bias is None else xp.ascontiguousarray(bias)
         self.mean, self.invstd, self.weight, self.scale, self.shift = mean, invstd, weight, scale, shift
-        return from_rows(impl.normalize(x2, mean, scale, shift), x.shape)
+        y, y2 = empty_rows(x)
+        impl.normalize(x2, mean, scale, shift, out=y2)
+        return y
 
     def output(self):
         x = self.inputs[0].data
-        return from_rows(self.impl.normalize(as_rows(x), self.mean, self.scale, self.shift), x.shape)
+        y, y2 = empty_rows(x)
+        self.impl.normalize(as_rows(x), self.mean, self.scale, self.shift, out=y2)
+        return y
 
     def backward(self, g):
         xp, impl = backend.get_array_module(g), self.impl
@@ -84,5 +103,6 @@ class BatchNormRows(BatchNorm):
         else:                  # running statistics are constants: dx = scale g
             kx, k0 = xp.zeros_like(scale), xp.zeros_like(scale)
         dt = g.dtype
-        dx2 = impl.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt))
-        return from_rows(dx2, g.shape), dweight.astype(dt), dbias.astype(dt)
+        dx, dx2 = empty_rows(self.inputs[0].data)
+        impl.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt), out=dx2)
+        return dx, dweight.astype(dt), dbias.astype(dt)

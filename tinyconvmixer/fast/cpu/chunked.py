@@ -4,9 +4,9 @@ NumPy evaluates `g * (cdf + x * c * exp(-0.5 * x * x))` one operator at a time:
 six passes over 8 MB arrays, each writing a new 8 MB temporary that falls out of
 the cache before the next pass reads it. `chunked_map` evaluates such an
 expression on one chunk at a time instead, small enough that the chunk's
-inputs, outputs and temporaries all stay in one core's L2 cache (machine.py:
-16,384 float32 elements on a 512 KiB L2, 65,536 on a 2 MiB one), and hands
-blocks of chunks to threads (threads.run_blocks). The temporaries are scratch
+inputs, outputs and temporaries all stay in one core's share of the caches
+(machine.core_cache_bytes: 131,072 float32 elements for GELU on the project's
+AMD EPYC), and hands blocks of chunks to threads (threads.run_blocks). The temporaries are scratch
 chunks allocated once per block and filled with `out=`, so the hot loop
 allocates nothing.
 
@@ -25,16 +25,18 @@ from .threads import run_blocks
 CHUNKS_PER_BLOCK = 4             # chunks a thread takes at a time (threads.run_blocks)
 
 
-def chunk_elements(itemsize=4, arrays=6):
+def chunk_elements(itemsize=4, arrays=6, largest=131072):
     """Elements per chunk: `arrays` chunk-sized arrays of `itemsize` bytes in one core's cache
-    budget (machine.core_cache_bytes), rounded down to a power of two in [8192, 65536].
+    budget (machine.core_cache_bytes), rounded down to a power of two in [8192, largest].
 
-    Measured on the 2-core AMD EPYC (512 KiB L2, 8 MiB L3), GELU forward and backward on
-    one thread: 4,096-element chunks 71 ms, 16,384 39 ms, 32,768 to 131,072 32-34 ms. Each
-    NumPy call costs about a microsecond besides its work, so chunks that spill from the
-    L2 into the L3 still win until the L3's share is full."""
+    Each NumPy call costs about a microsecond besides its work, and more where the threads
+    wait for each other between calls (Python's GIL), so chunks that spill from the L2 into
+    the L3 still win until the L3's share is full. Measured on the 2-core AMD EPYC (512 KiB
+    L2, 8 MiB L3): GELU forward and backward on one thread, 4,096-element chunks 71 ms,
+    16,384 39 ms, 32,768 to 131,072 32-34 ms; GELU's forward pass at batch 32 on both
+    threads, 65,536 12.0 ms, 131,072 10.9 ms, 262,144 12.9 ms."""
     n = machine.core_cache_bytes() // (arrays * itemsize)
-    return int(min(65536, max(8192, 1 << max(0, n.bit_length() - 1))))
+    return int(min(largest, max(8192, 1 << max(0, n.bit_length() - 1))))
 
 
 def chunked_map(kernel, *arrays, outputs=1, scratch=0):

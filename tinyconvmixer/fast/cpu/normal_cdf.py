@@ -32,6 +32,7 @@ from .chunked import chunked_map
 P = 0.3275911 / math.sqrt(2.0)                  # p of 7.1.26, for |x| instead of |x| / sqrt 2
 A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
                                                 # a5 .. a1, halved (Phi's tail is erfc / 2)
+SIGN = np.array(-2 ** 31, dtype=np.int32)       # a float32's sign bit, as an int32
 _constants = {}
 
 
@@ -80,8 +81,10 @@ def normal_cdf_from_gauss(out, x, e, t):
         out += constant(a, d)
         out *= t
     out *= e                                    # 1 - Phi(|x|)
-    np.subtract(constant(0.5, d), out, out=out)
-    np.copysign(out, x, out=out)
+    np.subtract(constant(0.5, d), out, out=out)  # Phi(|x|) - 1/2 = |Phi(x) - 1/2|
+    sign = t.view(np.int32)                     # Phi(x) - 1/2 has the sign of x: x's sign bit,
+    np.bitwise_and(x.view(np.int32), SIGN, out=sign)          # by two integer ops (half the
+    np.bitwise_or(out.view(np.int32), sign, out=out.view(np.int32))  # time of np.copysign)
     out += constant(0.5, d)
 
 

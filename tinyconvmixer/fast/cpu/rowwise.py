@@ -24,18 +24,61 @@ from .chunked import CHUNKS_PER_BLOCK, chunk_elements
 from .threads import add_in_order, run_blocks
 
 
+BLOCK_ELEMENTS = 262144     # the most elements of an array in one block of rows (1 MiB of float32)
+
+
 def _row_blocks(fn, x, arrays=4):
     """[fn(r0, r1, scratch) for consecutive blocks of rows of the (M, C) array x], computed by
     the CPU threads, in block order. scratch: a block-sized array of x's dtype for fn's
-    temporaries; `arrays`: how many block-sized arrays fn works on (for the block size)."""
+    temporaries; `arrays`: how many block-sized arrays fn works on (for the block size).
+
+    A block fills a core's share of the caches, as GELU's chunks do, but up to twice as
+    many elements (BLOCK_ELEMENTS): its passes are a handful of NumPy calls, and the
+    threads that make them wait for each other (Python's GIL) between calls; fewer, longer
+    calls share the cores better. Measured on the 2-core AMD EPYC, batch 32, 256 channels
+    at 16x16: BatchNorm forward and backward 12.9-14.3 ms with blocks of 65,536 elements,
+    10.8-12.5 with twice that, 11.1-11.3 four times."""
     M, C = x.shape
-    rows = max(1, chunk_elements(x.dtype.itemsize, arrays) // C)
+    k = _repeats(C)
+    rows = max(k, chunk_elements(x.dtype.itemsize, arrays, BLOCK_ELEMENTS) // C // k * k)
 
     def run(b0, b1):                                   # one thread's share: several blocks of rows
         scratch = np.empty((min(rows, b1 - b0), C), dtype=x.dtype)
         return [fn(r0, min(r0 + rows, b1), scratch[:min(rows, b1 - r0)]) for r0 in range(b0, b1, rows)]
     shares = run_blocks(run, M, CHUNKS_PER_BLOCK * rows, np)
     return [result for share in shares for result in share]
+
+
+WIDE = 16384               # elements in a row of a block's wide view (_lanes)
+
+
+def _repeats(C):
+    """Rows of C elements in one row of a wide view."""
+    return max(1, WIDE // C)
+
+
+def _tile(C, *vectors):
+    """The per-column vectors, each repeated _repeats(C) times: the rows of a wide view.
+    (By a broadcast copy: np.tile takes 30 us for 16,384 elements, this 3.)"""
+    tiled = [np.empty((_repeats(C), C), dtype=v.dtype) for v in vectors]
+    for t, v in zip(tiled, vectors):
+        t[...] = v
+    return [t.reshape(-1) for t in tiled]
+
+
+def _lanes(n, vectors, tiled):
+    """How a block of n rows meets per-column vectors: (view, vectors) where `view` turns an
+    (n, C) block into (n / k, k C) rows and `vectors` are the tiled ones, if k divides n;
+    else the block and vectors as they are.
+
+    NumPy broadcasts a vector down the rows of a block at the speed of plain arrays only
+    when the rows are long: measured on the project's AMD EPYC, 0.38 ns an element for rows
+    of 256 elements, 0.34 for 4,096, 0.22 for 16,384 (as plain arrays). Blocks of rows are
+    made multiples of k (_row_blocks); only a thread's last one may not be."""
+    C = vectors[0].size
+    if n % _repeats(C):
+        return (lambda a: a), vectors
+    return (lambda a: a.reshape(-1, tiled[0].size)), tiled
 
 
 def mean_var(x):
@@ -55,7 +98,8 @@ def mean_var(x):
     def block_sums(r0, r1, d):
         n = r1 - r0
         m = x[r0:r1].sum(axis=0) / n
-        np.subtract(x[r0:r1], m, out=d)
+        wide, (m_row,) = _lanes(n, [m], _tile(C, m))
+        np.subtract(wide(x[r0:r1]), m_row, out=wide(d))
         s = d.sum(axis=0).astype(np.float64)
         q = np.einsum("mc,mc->c", d, d).astype(np.float64)
         return n, m + s / n, q - s * s / n
@@ -65,47 +109,50 @@ def mean_var(x):
     return mean.astype(x.dtype), (spread / M).astype(x.dtype)
 
 
-def normalize(x, mean, scale, shift):
-    """y = (x - mean) * scale + shift, per column. (Not x * scale + (shift - mean * scale):
+def normalize(x, mean, scale, shift, out):
+    """out = (x - mean) * scale + shift, per column. (Not x * scale + (shift - mean * scale):
     where |mean| is large against the spread, that cancels float32 digits.)"""
-    xp = backend.get_array_module(x)
-    y = xp.empty_like(x)
+    vectors = [mean, scale, shift]
+    tiled = _tile(x.shape[1], *vectors)
 
     def run(r0, r1, _):
-        out = y[r0:r1]
-        xp.subtract(x[r0:r1], mean, out=out)
-        out *= scale
-        out += shift
+        wide, (m, a, b) = _lanes(r1 - r0, vectors, tiled)
+        y = wide(out[r0:r1])
+        np.subtract(wide(x[r0:r1]), m, out=y)
+        y *= a
+        y += b
     _row_blocks(run, x, 2)
-    return y
+    return out
 
 
 def grad_sums(g, x, mean):
     """Per column: sum of g and sum of g * (x - mean). (Not sum(g x) - mean sum(g): where
     |mean| is large against the spread, that difference cancels float32 digits.)"""
-    xp = backend.get_array_module(g)
+    tiled = _tile(x.shape[1], mean)
 
     def sums(r0, r1, d):
-        xp.subtract(x[r0:r1], mean, out=d)
-        return g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], d)
+        wide, (m,) = _lanes(r1 - r0, [mean], tiled)
+        np.subtract(wide(x[r0:r1]), m, out=wide(d))
+        return g[r0:r1].sum(axis=0), np.einsum("mc,mc->c", g[r0:r1], d)
     parts = _row_blocks(sums, g, 3)
     return add_in_order([p[0] for p in parts]), add_in_order([p[1] for p in parts])
 
 
-def backward(g, x, mean, kg, kx, k0):
-    """dx = kg * g - kx * (x - mean) - k0, per column."""
-    xp = backend.get_array_module(g)
-    dx = xp.empty_like(g)
+def backward(g, x, mean, kg, kx, k0, out):
+    """out = dx = kg * g - kx * (x - mean) - k0, per column."""
+    vectors = [mean, kg, kx, k0]
+    tiled = _tile(x.shape[1], *vectors)
 
     def run(r0, r1, centred):
-        out = dx[r0:r1]
-        xp.subtract(x[r0:r1], mean, out=centred)
-        centred *= kx
-        xp.multiply(g[r0:r1], kg, out=out)
-        out -= centred
-        out -= k0
+        wide, (m, a, b, c) = _lanes(r1 - r0, vectors, tiled)
+        dx, centred = wide(out[r0:r1]), wide(centred)
+        np.subtract(wide(x[r0:r1]), m, out=centred)
+        centred *= b
+        np.multiply(wide(g[r0:r1]), a, out=dx)
+        dx -= centred
+        dx -= c
     _row_blocks(run, g, 4)
-    return dx
+    return out
 
 
 class BatchNormCPU(BatchNormRows):

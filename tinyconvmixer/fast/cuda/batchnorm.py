@@ -59,14 +59,14 @@ def _elementwise(name, out, *arrays):
     return out
 
 
-def normalize(x, mean, scale, shift):
-    """y = (x - mean) * scale + shift, per channel of an (M, C) array."""
-    return _elementwise("bn_normalize", backend.get_array_module(x).empty_like(x), x, mean, scale, shift)
+def normalize(x, mean, scale, shift, out):
+    """out = (x - mean) * scale + shift, per channel of (M, C) arrays."""
+    return _elementwise("bn_normalize", out, x, mean, scale, shift)
 
 
-def backward(g, x, mean, kg, kx, k0):
-    """dx = kg * g - kx * (x - mean) - k0, per channel of (M, C) arrays."""
-    return _elementwise("bn_backward", backend.get_array_module(g).empty_like(g), g, x, mean, kg, kx, k0)
+def backward(g, x, mean, kg, kx, k0, out):
+    """out = dx = kg * g - kx * (x - mean) - k0, per channel of (M, C) arrays."""
+    return _elementwise("bn_backward", out, g, x, mean, kg, kx, k0)
 
 
 class BatchNormKernels(BatchNormRows):
