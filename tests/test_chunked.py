@@ -87,6 +87,7 @@ def test_gelu_output_and_gradient_match_the_plain_formulas(rng, approximate, lay
     f = GELUChunked(approximate=approximate)
     y = f.forward(x)
     assert set(vars(f)) == {"approximate", "slope"}        # keeps the slope, neither x nor y
+    assert f.slope.strides == x.strides
     x64 = x.astype(np.float64)
     if approximate == "none":
         cdf = normal_cdf(x64)
@@ -105,7 +106,7 @@ def test_gelu_output_and_gradient_match_the_plain_formulas(rng, approximate, lay
     slack = 4e-6 if approximate == "tanh" and dtype == np.float32 else tol
     np.testing.assert_allclose(dx, g * slope_ref, rtol=tol, atol=slack * np.abs(g).max())
     assert y.dtype == dx.dtype == dtype and y.strides == x.strides and dx.strides == g.strides
-    assert f.slope.strides == x.strides
+    assert f.slope is None                                 # read once: dx took its memory
 
 
 def test_gelu_keeps_no_slope_without_a_backward_pass(rng):

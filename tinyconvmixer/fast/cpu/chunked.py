@@ -39,16 +39,19 @@ def chunk_elements(itemsize=4, arrays=6, largest=131072):
     return int(min(largest, max(8192, 1 << max(0, n.bit_length() - 1))))
 
 
-def chunked_map(kernel, *arrays, outputs=1, scratch=0):
+def chunked_map(kernel, *arrays, outputs=1, scratch=0, into=None):
     """Elementwise kernel over arrays, chunk by chunk.
 
     kernel(out_1, ..., out_k, *chunks, *scratch_chunks) fills the k = `outputs` output
     chunks in place; `scratch` more chunk-sized arrays of the first array's dtype are
     given for its temporaries (their contents are undefined). Returns the output array,
-    or a tuple of them when outputs > 1.
+    or a tuple of them when outputs > 1. `into`: an array like the first that the caller
+    no longer needs, one of `arrays` included, to hold the one output instead of a new array
+    (where the layouts differ, a new one all the same): writing over an array that is read
+    anyway moves a third less memory than writing a new one.
     """
     xp = backend.get_array_module(*arrays)
-    outs = [xp.empty_like(arrays[0]) for _ in range(outputs)]   # same memory layout as arrays[0]
+    outs = [into] if into is not None else [xp.empty_like(arrays[0]) for _ in range(outputs)]
     if xp is not np:
         kernel(*outs, *arrays, *[xp.empty_like(arrays[0]) for _ in range(scratch)])
         return outs[0] if outputs == 1 else tuple(outs)

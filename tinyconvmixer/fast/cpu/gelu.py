@@ -22,7 +22,7 @@ import numpy as np
 from ...engine import backend
 from ...functional.activation import GELU
 from .chunked import chunked_map
-from .normal_cdf import constant as _k, gauss_into, normal_cdf_from_gauss, normal_cdf_into
+from .normal_cdf import constants, gauss_into, normal_cdf_from_gauss, normal_cdf_into
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -41,7 +41,8 @@ class GELUChunked(GELU):
         return y
 
     def backward(self, g):
-        return chunked_map(_product, g, self.slope)
+        slope, self.slope = self.slope, None        # read once (the engine's one backward pass):
+        return chunked_map(_product, g, slope, into=slope)    # g * slope goes into its memory
 
 
 def when(x, **settings):
@@ -61,26 +62,26 @@ def _exact_value(y, x, e, t):
 def _exact_value_slope(y, s, x, e, t):
     """y = x Phi(x) and s = Phi(x) + x phi(x), with one exp for both: e = exp(-x^2/2) gives
     phi(x) = e / sqrt(2 pi) and, for float32, Phi (normal_cdf.py)."""
-    d = x.dtype
+    inv_sqrt_2pi, = constants(x.dtype, _INV_SQRT_2PI)
     gauss_into(e, x)
     normal_cdf_from_gauss(y, x, e, t)                 # Phi(x)
     np.multiply(x, e, out=s)
-    s *= _k(_INV_SQRT_2PI, d)                         # x phi(x)
+    s *= inv_sqrt_2pi                                 # x phi(x)
     s += y
     y *= x
 
 
 def _tanh_half(h, x, u):
     """h = (1 + t) / 2 with t = tanh(sqrt(2/pi) (x + c x^3)); u is scratch."""
-    d = x.dtype
+    c, one, k, half = constants(x.dtype, _C, 1.0, _SQRT_2_OVER_PI, 0.5)
     np.multiply(x, x, out=u)
-    u *= _k(_C, d)
-    u += _k(1.0, d)
+    u *= c
+    u += one
     u *= x
-    u *= _k(_SQRT_2_OVER_PI, d)
+    u *= k
     np.tanh(u, out=h)
-    h += _k(1.0, d)
-    h *= _k(0.5, d)
+    h += one
+    h *= half
 
 
 def _tanh_value(y, x, u, h):
@@ -91,15 +92,15 @@ def _tanh_value(y, x, u, h):
 
 def _tanh_value_slope(y, s, x, u, h):
     """y = x h and s = h + 2 x h (1 - h) u', h = (1 + t) / 2, u' = sqrt(2/pi) (1 + 3 c x^2)."""
-    d = x.dtype
+    c3, one, k2 = constants(x.dtype, 3.0 * _C, 1.0, 2.0 * _SQRT_2_OVER_PI)
     _tanh_half(h, x, u)
     np.multiply(x, x, out=s)
-    s *= _k(3.0 * _C, d)
-    s += _k(1.0, d)
-    s *= _k(2.0 * _SQRT_2_OVER_PI, d)
+    s *= c3
+    s += one
+    s *= k2
     s *= x                                            # 2 x u'
     s *= h
-    np.subtract(_k(1.0, d), h, out=u)
+    np.subtract(one, h, out=u)
     s *= u                                            # 2 x u' h (1 - h)
     s += h
     np.multiply(x, h, out=y)

@@ -21,6 +21,7 @@ slope together; a table with linear interpolation, read by np.take, was slower
 than both.)
 """
 
+import functools
 import math
 
 import numpy as np
@@ -33,15 +34,17 @@ P = 0.3275911 / math.sqrt(2.0)                  # p of 7.1.26, for |x| instead o
 A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
                                                 # a5 .. a1, halved (Phi's tail is erfc / 2)
 SIGN = np.array(-2 ** 31, dtype=np.int32)       # a float32's sign bit, as an int32
-_constants = {}
 
 
-def constant(value, dtype):
-    """value as a 0-d array of dtype: NumPy's cheapest operand (no conversion per call)."""
-    key = (value, np.dtype(dtype))
-    if key not in _constants:
-        _constants[key] = np.array(value, dtype=dtype)
-    return _constants[key]
+@functools.lru_cache(maxsize=None)
+def constants(dtype, *values):
+    """values as 0-d arrays of dtype, made once: NumPy's cheapest operands.
+
+    Measured on the project's AMD EPYC, a multiply of 16 float32 elements by a 0-d array
+    takes 0.9 us, by a Python float 1.9 (converted on every call). A kernel asks once per
+    chunk for all its constants: a look-up per operation took as long as the operation
+    itself, and the threads wait for each other while Python runs (the GIL)."""
+    return tuple(np.array(v, dtype=dtype) for v in values)
 
 
 def normal_cdf(x):
@@ -59,9 +62,10 @@ def normal_cdf_fast(x):
 
 def gauss_into(e, x):
     """e = exp(-x^2 / 2), in place."""
+    minus_half, = constants(x.dtype, -0.5)
     with np.errstate(over="ignore"):           # |x| > 1.8e19: x^2 is inf, e is 0, as it should be
         np.multiply(x, x, out=e)
-    e *= constant(-0.5, x.dtype)
+    e *= minus_half
     np.exp(e, out=e)
 
 
@@ -72,20 +76,21 @@ def normal_cdf_from_gauss(out, x, e, t):
     if d != np.float32:
         out[...] = reference_normal_cdf(x)
         return
+    inv_p, half = constants(d, 1.0 / P, 0.5)
+    a5, *a = constants(d, *A)
     np.abs(x, out=t)
-    t *= constant(P, d)
-    t += constant(1.0, d)
-    np.reciprocal(t, out=t)
-    np.multiply(t, constant(A[0], d), out=out)
-    for a in A[1:]:                             # Horner
-        out += constant(a, d)
+    t += inv_p
+    np.divide(inv_p, t, out=t)                  # t = 1 / (1 + P |x|), one op fewer (1 at x = 0)
+    np.multiply(t, a5, out=out)
+    for a_k in a:                               # Horner
+        out += a_k
         out *= t
     out *= e                                    # 1 - Phi(|x|)
-    np.subtract(constant(0.5, d), out, out=out)  # Phi(|x|) - 1/2 = |Phi(x) - 1/2|
+    np.subtract(half, out, out=out)             # Phi(|x|) - 1/2 = |Phi(x) - 1/2|
     sign = t.view(np.int32)                     # Phi(x) - 1/2 has the sign of x: x's sign bit,
     np.bitwise_and(x.view(np.int32), SIGN, out=sign)          # by two integer ops (half the
     np.bitwise_or(out.view(np.int32), sign, out=out.view(np.int32))  # time of np.copysign)
-    out += constant(0.5, d)
+    out += half
 
 
 def normal_cdf_into(out, x, e, t):
