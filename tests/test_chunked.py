@@ -32,6 +32,22 @@ def test_matches_numpy_for_any_layouts(name_a, name_b, rng):
         assert out.strides == a.strides                     # the result keeps the layout
 
 
+def test_into_takes_the_result_where_the_layouts_agree(rng):
+    def product(out, a, b):                 # reads each element of b before writing it: may
+        np.multiply(a, b, out=out)          # write over b (axpy, writing out first, may not)
+    a = layouts(rng)["channels-last"]
+    b = backend.channels_last(rng.standard_normal(a.shape).astype(np.float32))
+    expected = a * b
+    out = chunked_map(product, a, b, into=b)
+    assert out is b
+    np.testing.assert_array_equal(out, expected)
+    c = rng.standard_normal(a.shape).astype(np.float32)         # C order: not a's layout
+    expected = a * c
+    out = chunked_map(product, a, c, into=c)
+    assert out is not c                                          # a new array all the same
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_many_chunks_and_a_ragged_end(rng, monkeypatch):
     import tinyconvmixer.fast.cpu.chunked as chunked
     monkeypatch.setattr(chunked, "chunk_elements", lambda *a: 1000)

@@ -128,3 +128,37 @@ def test_rows_path_only_for_matching_dtypes(rng):
     y = F.batch_norm(Tensor(x), None, None, Tensor(np.ones(3)), None, training=True)   # float64 weight
     assert dispatch.pick(BatchNorm, x, np.ones(3), training=True) is BatchNorm
     assert y.dtype == np.float64                     # promoted, as on the reference
+
+
+@pytest.mark.parametrize("rows", [4096, 4096 + 37])       # whole wide rows; and a ragged last block
+def test_wide_views_give_what_plain_broadcasting_gives(rng, monkeypatch, rows):
+    """The four passes with their per-column vectors tiled into long rows (_lanes) against the
+    same passes broadcasting the vectors row by row (_repeats forced to 1)."""
+    monkeypatch.setenv("TINYCONVMIXER_THREADS", "3")   # the threads' shares are whole wide rows too
+    C = 64
+    x = (3 + rng.standard_normal((rows, C))).astype(np.float32)
+    g = rng.standard_normal((rows, C)).astype(np.float32)
+    mean, a, b, c = (rng.standard_normal(C).astype(np.float32) for _ in range(4))
+
+    def passes():
+        y, dx = np.empty_like(x), np.empty_like(x)
+        rowwise.normalize(x, mean, a, b, out=y)
+        rowwise.backward(g, x, mean, a, b, c, out=dx)
+        return [*rowwise.mean_var(x), y, *rowwise.grad_sums(g, x, mean), dx]
+    took_wide, lanes = [], rowwise._lanes
+
+    def seen_lanes(n, vectors, tiled):
+        view, chosen = lanes(n, vectors, tiled)
+        took_wide.append(chosen is tiled)
+        return view, chosen
+    monkeypatch.setattr(rowwise, "_lanes", seen_lanes)
+    wide = passes()
+    ragged = rows % 256 != 0                     # (256 rows of 64 channels make a wide row)
+    assert took_wide.count(False) == 4 * ragged  # every block wide, but each pass's ragged end
+    monkeypatch.setattr(rowwise, "_repeats", lambda C: 1)
+    plain = passes()
+    for i, (w, p) in enumerate(zip(wide, plain)):
+        if i in (2, 5):                        # y and dx, element by element: the same operations
+            np.testing.assert_allclose(w, p, rtol=1e-6, atol=1e-6)
+        else:                                  # column sums, added in other blocks
+            np.testing.assert_allclose(w, p, rtol=1e-4, atol=1e-3)

@@ -48,7 +48,8 @@ def chunked_map(kernel, *arrays, outputs=1, scratch=0, into=None):
     or a tuple of them when outputs > 1. `into`: an array like the first that the caller
     no longer needs, one of `arrays` included, to hold the one output instead of a new array
     (where the layouts differ, a new one all the same): writing over an array that is read
-    anyway moves a third less memory than writing a new one.
+    anyway moves a third less memory than writing a new one. If it is one of `arrays`, the
+    kernel must read each element of it before writing there (np.multiply(a, b, out=b) does).
     """
     xp = backend.get_array_module(*arrays)
     outs = [into] if into is not None else [xp.empty_like(arrays[0]) for _ in range(outputs)]
