@@ -46,6 +46,17 @@ def test_into_takes_the_result_where_the_layouts_agree(rng):
     out = chunked_map(product, a, c, into=c)
     assert out is not c                                          # a new array all the same
     np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="one output"):
+        chunked_map(product, a, c, outputs=2, into=c)
+
+
+def test_gelu_backward_twice_says_what_happened(rng):
+    f = GELUChunked(approximate="none")
+    x = rng.standard_normal(100).astype(np.float32)
+    f.forward(x)
+    f.backward(np.ones_like(x))
+    with pytest.raises(RuntimeError, match="used up"):
+        f.backward(np.ones_like(x))
 
 
 def test_many_chunks_and_a_ragged_end(rng, monkeypatch):

@@ -162,3 +162,12 @@ def test_wide_views_give_what_plain_broadcasting_gives(rng, monkeypatch, rows):
             np.testing.assert_allclose(w, p, rtol=1e-6, atol=1e-6)
         else:                                  # column sums, added in other blocks
             np.testing.assert_allclose(w, p, rtol=1e-4, atol=1e-3)
+
+
+def test_a_result_that_would_be_lost_is_refused(rng):
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    v = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        rowwise.normalize(x, v, v, v, out=np.empty((64, 8), np.float32, order="F"))
+    with pytest.raises(ValueError, match="shape"):
+        rowwise.backward(x, x, v, v, v, v, out=np.empty((8, 64), np.float32))

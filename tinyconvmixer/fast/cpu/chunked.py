@@ -51,6 +51,8 @@ def chunked_map(kernel, *arrays, outputs=1, scratch=0, into=None):
     anyway moves a third less memory than writing a new one. If it is one of `arrays`, the
     kernel must read each element of it before writing there (np.multiply(a, b, out=b) does).
     """
+    if into is not None and outputs != 1:
+        raise ValueError(f"chunked_map: into= holds one output, not {outputs}")
     xp = backend.get_array_module(*arrays)
     outs = [into] if into is not None else [xp.empty_like(arrays[0]) for _ in range(outputs)]
     if xp is not np:

@@ -41,6 +41,9 @@ class GELUChunked(GELU):
         return y
 
     def backward(self, g):
+        if self.slope is None:
+            raise RuntimeError("GELUChunked.backward() ran already: the slope it keeps is used "
+                               "up by its one backward pass (a new forward pass makes another)")
         slope, self.slope = self.slope, None        # read once (the engine's one backward pass):
         return chunked_map(_product, g, slope, into=slope)    # g * slope goes into its memory
 

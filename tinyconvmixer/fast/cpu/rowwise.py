@@ -82,6 +82,14 @@ def _lanes(n, vectors, tiled):
     return (lambda a: a.reshape(-1, tiled[0].size)), tiled
 
 
+def _check_out(out, like):
+    """The blocks write through views of `out`: a reshape of a non-contiguous one would be a
+    copy, and the result would be lost."""
+    if out.shape != like.shape or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous array of shape {like.shape}, "
+                         f"got shape {out.shape}{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+
+
 def mean_var(x):
     """Per-column mean and biased variance of (M, C) x, in one pass over memory.
 
@@ -113,6 +121,7 @@ def mean_var(x):
 def normalize(x, mean, scale, shift, out):
     """out = (x - mean) * scale + shift, per column. (Not x * scale + (shift - mean * scale):
     where |mean| is large against the spread, that cancels float32 digits.)"""
+    _check_out(out, x)
     vectors = [mean, scale, shift]
     tiled = _tile(x.shape[1], *vectors)
 
@@ -141,6 +150,7 @@ def grad_sums(g, x, mean):
 
 def backward(g, x, mean, kg, kx, k0, out):
     """out = dx = kg * g - kx * (x - mean) - k0, per column."""
+    _check_out(out, g)
     vectors = [mean, kg, kx, k0]
     tiled = _tile(x.shape[1], *vectors)
 
