@@ -134,7 +134,7 @@ def test_rows_path_only_for_matching_dtypes(rng):
 def test_wide_views_give_what_plain_broadcasting_gives(rng, monkeypatch, rows):
     """The four passes with their per-column vectors tiled into long rows (_lanes) against the
     same passes broadcasting the vectors row by row (_repeats forced to 1)."""
-    monkeypatch.setenv("TINYCONVMIXER_THREADS", "3")   # the threads' shares are whole wide rows too
+    monkeypatch.setenv("TINYCONVMIXER_THREADS", "3")   # the threads' shares are whole blocks
     C = 64
     x = (3 + rng.standard_normal((rows, C))).astype(np.float32)
     g = rng.standard_normal((rows, C)).astype(np.float32)
@@ -171,3 +171,17 @@ def test_a_result_that_would_be_lost_is_refused(rng):
         rowwise.normalize(x, v, v, v, out=np.empty((64, 8), np.float32, order="F"))
     with pytest.raises(ValueError, match="shape"):
         rowwise.backward(x, x, v, v, v, v, out=np.empty((8, 64), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(4133, 64), (300, 33), (7, 5)])
+def test_sums_do_not_depend_on_the_threads(rng, monkeypatch, shape):
+    """The same blocks of rows on any number of threads, added in block order: the same bits."""
+    x = (3 + rng.standard_normal(shape)).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("TINYCONVMIXER_THREADS", threads)
+        results.append([*rowwise.mean_var(x), *rowwise.grad_sums(g, x, x[0])])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -6,9 +6,9 @@ the cache before the next pass reads it. `chunked_map` evaluates such an
 expression on one chunk at a time instead, small enough that the chunk's
 inputs, outputs and temporaries all stay in one core's share of the caches
 (machine.core_cache_bytes: 131,072 float32 elements for GELU on the project's
-AMD EPYC), and hands blocks of chunks to threads (threads.run_blocks). The temporaries are scratch
-chunks allocated once per block and filled with `out=`, so the hot loop
-allocates nothing.
+AMD EPYC), and hands blocks of chunks to threads (threads.run_blocks). The
+temporaries are scratch chunks allocated once per block and filled with `out=`,
+so the hot loop allocates nothing.
 
 It walks the arrays in memory order, so it works for any dense layout
 (channels-last included) as long as all arrays share it; otherwise it copies

@@ -24,9 +24,7 @@ from .chunked import CHUNKS_PER_BLOCK, chunk_elements
 from .threads import add_in_order, run_blocks
 
 
-BLOCK_ELEMENTS = 262144     # the most elements of an array in one block of rows (1 MiB of float32)
-
-
+BLOCK_ELEMENTS = 262144    # the most elements of an array in one block of rows (1 MiB of float32)
 WIDE = 16384               # elements in a row of a block's wide view (_lanes)
 
 
@@ -50,12 +48,12 @@ def _row_blocks(fn, x, arrays=4):
     k = _repeats(C)                 # every block but the last a whole number of wide rows
     rows = max(k, chunk_elements(x.dtype.itemsize, arrays, BLOCK_ELEMENTS) // C // k * k)
 
-    def run(w0, w1):                # one thread's share (in wide rows): several blocks of rows
-        b0, b1 = w0 * k, min(w1 * k, M)
-        scratch = np.empty((min(rows, b1 - b0), C), dtype=x.dtype)
-        return [fn(r0, min(r0 + rows, b1), scratch[:min(rows, b1 - r0)]) for r0 in range(b0, b1, rows)]
-    shares = run_blocks(run, -(-M // k), CHUNKS_PER_BLOCK * rows // k, np)
-    return [result for share in shares for result in share]
+    def run(i0, i1):                # one thread's share: blocks i0 .. i1 - 1, one scratch block
+        scratch = np.empty((min(rows, M), C), dtype=x.dtype)
+        return [fn(i * rows, min(i * rows + rows, M), scratch[:min(rows, M - i * rows)])
+                for i in range(i0, i1)]
+    shares = run_blocks(run, -(-M // rows), CHUNKS_PER_BLOCK, np)   # the same blocks on any
+    return [result for share in shares for result in share]           # number of threads
 
 
 def _tile(C, *vectors):
@@ -107,8 +105,8 @@ def mean_var(x):
     def block_sums(r0, r1, d):
         n = r1 - r0
         m = x[r0:r1].sum(axis=0) / n
-        wide, (m_row,) = _lanes(n, [m], _tile(C, m))
-        np.subtract(wide(x[r0:r1]), m_row, out=wide(d))
+        wide, (m_r,) = _lanes(n, [m], _tile(C, m))
+        np.subtract(wide(x[r0:r1]), m_r, out=wide(d))
         s = d.sum(axis=0).astype(np.float64)
         q = np.einsum("mc,mc->c", d, d).astype(np.float64)
         return n, m + s / n, q - s * s / n
@@ -125,12 +123,12 @@ def normalize(x, mean, scale, shift, out):
     vectors = [mean, scale, shift]
     tiled = _tile(x.shape[1], *vectors)
 
-    def run(r0, r1, _):
-        wide, (m, a, b) = _lanes(r1 - r0, vectors, tiled)
+    def run(r0, r1, _):                    # (_r: the vectors as the block's rows take them)
+        wide, (mean_r, scale_r, shift_r) = _lanes(r1 - r0, vectors, tiled)
         y = wide(out[r0:r1])
-        np.subtract(wide(x[r0:r1]), m, out=y)
-        y *= a
-        y += b
+        np.subtract(wide(x[r0:r1]), mean_r, out=y)
+        y *= scale_r
+        y += shift_r
     _row_blocks(run, x, 2)
     return out
 
@@ -141,8 +139,8 @@ def grad_sums(g, x, mean):
     tiled = _tile(x.shape[1], mean)
 
     def sums(r0, r1, d):
-        wide, (m,) = _lanes(r1 - r0, [mean], tiled)
-        np.subtract(wide(x[r0:r1]), m, out=wide(d))
+        wide, (mean_r,) = _lanes(r1 - r0, [mean], tiled)
+        np.subtract(wide(x[r0:r1]), mean_r, out=wide(d))
         return g[r0:r1].sum(axis=0), np.einsum("mc,mc->c", g[r0:r1], d)
     parts = _row_blocks(sums, g, 3)
     return add_in_order([p[0] for p in parts]), add_in_order([p[1] for p in parts])
@@ -155,13 +153,13 @@ def backward(g, x, mean, kg, kx, k0, out):
     tiled = _tile(x.shape[1], *vectors)
 
     def run(r0, r1, centred):
-        wide, (m, a, b, c) = _lanes(r1 - r0, vectors, tiled)
+        wide, (mean_r, kg_r, kx_r, k0_r) = _lanes(r1 - r0, vectors, tiled)
         dx, centred = wide(out[r0:r1]), wide(centred)
-        np.subtract(wide(x[r0:r1]), m, out=centred)
-        centred *= b
-        np.multiply(wide(g[r0:r1]), a, out=dx)
+        np.subtract(wide(x[r0:r1]), mean_r, out=centred)
+        centred *= kx_r
+        np.multiply(wide(g[r0:r1]), kg_r, out=dx)
         dx -= centred
-        dx -= c
+        dx -= k0_r
     _row_blocks(run, g, 4)
     return out
 
