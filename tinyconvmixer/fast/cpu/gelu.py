@@ -42,8 +42,8 @@ class GELUChunked(GELU):
 
     def backward(self, g):
         if self.slope is None:
-            raise RuntimeError("GELUChunked.backward() ran already: the slope it keeps is used "
-                               "up by its one backward pass (a new forward pass makes another)")
+            raise RuntimeError("GELU backward() ran already: its slope is used up "
+                               "(one per forward)")
         slope, self.slope = self.slope, None        # read once (the engine's one backward pass):
         return chunked_map(_product, g, slope, into=slope)    # g * slope goes into its memory
 

@@ -84,8 +84,8 @@ def _check_out(out, like):
     """The blocks write through views of `out`: a reshape of a non-contiguous one would be a
     copy, and the result would be lost."""
     if out.shape != like.shape or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous array of shape {like.shape}, "
-                         f"got shape {out.shape}{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+        raise ValueError(f"out: a C-contiguous {like.shape} array needed, got "
+                         f"{out.shape}{'' if out.flags.c_contiguous else ', not C-contiguous'}")
 
 
 def mean_var(x):
