@@ -79,14 +79,16 @@ class BatchNormRows(BatchNorm):
         scale = invstd if weight is None else invstd * weight
         shift = xp.zeros_like(invstd) if bias is None else xp.ascontiguousarray(bias)
         self.mean, self.invstd, self.weight, self.scale, self.shift = mean, invstd, weight, scale, shift
-        y, y2 = empty_rows(x)
-        impl.normalize(x2, mean, scale, shift, out=y2)
-        return y
+        return self._normalized(x, x2)
 
     def output(self):
         x = self.inputs[0].data
+        return self._normalized(x, as_rows(x))
+
+    def _normalized(self, x, x2):
+        """(x - mean) * scale + shift from x's rows x2, into a new array whose memory is rows."""
         y, y2 = empty_rows(x)
-        self.impl.normalize(as_rows(x), self.mean, self.scale, self.shift, out=y2)
+        self.impl.normalize(x2, self.mean, self.scale, self.shift, out=y2)
         return y
 
     def backward(self, g):
