@@ -20,6 +20,7 @@ def test_fast_path_matches_reference(scale, rng):
 def test_fast_path_edges():
     x = np.array([0.0, -0.0, 1e-8, -1e-8, 40.0, -40.0, np.inf, -np.inf], dtype=np.float32)
     np.testing.assert_allclose(normal_cdf_fast(x), ndtr(x.astype(np.float64)), atol=1e-7)
+    np.testing.assert_array_equal(normal_cdf_fast(x[:2]), [0.5, 0.5])    # the float32 sum at 0
 
 
 def test_non_contiguous_and_shape(rng):

@@ -12,6 +12,9 @@ project's AMD EPYC), so float32 CPU arrays take Abramowitz and Stegun's erfc
     Phi(x) = 1/2 + sign(x) (1/2 - (1 - Phi(|x|)))
 
 within 1.5e-7 of erf, so within 7.5e-8 of Phi (about 2e-7 evaluated in float32).
+It is evaluated with t scaled by lam = a5^(1/5), so that the polynomial in lam t
+has leading coefficient 1: Horner's rule then starts with an add, not a
+multiply, one NumPy pass fewer (23 passes and an exp in GELU's forward pass).
 Its exp is the one GELU's slope needs anyway (phi(x) = e / sqrt(2 pi)), so GELU
 computes it once for both (gelu.py). It runs with in-place NumPy ufuncs over
 cache-sized chunks (chunked.py), every temporary a scratch chunk.
@@ -33,6 +36,8 @@ from .chunked import chunked_map
 P = 0.3275911 / math.sqrt(2.0)                  # p of 7.1.26, for |x| instead of |x| / sqrt 2
 A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
                                                 # a5 .. a1, halved (Phi's tail is erfc / 2)
+LAM = A[0] ** 0.2                               # u = LAM t: sum a_k t^k = sum (a_k / LAM^k) u^k
+B = tuple(a / LAM ** k for a, k in zip(A[1:], (4, 3, 2, 1)))      # b4 .. b1 (b5 = 1)
 SIGN = np.array(-2 ** 31, dtype=np.int32)       # a float32's sign bit, as an int32
 
 
@@ -76,15 +81,17 @@ def normal_cdf_from_gauss(out, x, e, t):
     if d != np.float32:
         out[...] = reference_normal_cdf(x)
         return
-    inv_p, half = constants(d, 1.0 / P, 0.5)
-    a5, *a = constants(d, *A)
-    np.abs(x, out=t)
-    t += inv_p
-    np.divide(inv_p, t, out=t)                  # t = 1 / (1 + P |x|), one op fewer (1 at x = 0)
-    np.multiply(t, a5, out=out)
-    for a_k in a:                               # Horner
-        out += a_k
-        out *= t
+    inv_p, lam_inv_p, half = constants(d, 1.0 / P, LAM / P, 0.5)
+    b4, *b = constants(d, *B)
+    u = t
+    np.abs(x, out=u)
+    u += inv_p
+    np.divide(lam_inv_p, u, out=u)              # u = LAM / (1 + P |x|): two ops (LAM at x = 0)
+    np.add(u, b4, out=out)                      # Horner, monic: u^5 + b4 u^4 + ... + b1 u
+    out *= u
+    for b_k in b:
+        out += b_k
+        out *= u
     out *= e                                    # 1 - Phi(|x|)
     np.subtract(half, out, out=out)             # Phi(|x|) - 1/2 = |Phi(x) - 1/2|
     sign = t.view(np.int32)                     # Phi(x) - 1/2 has the sign of x: x's sign bit,
