@@ -127,3 +127,18 @@ def test_the_compile_stages_warm_up_step_runs_with_the_kernels_on_and_off():
             len(nvrtc.kernel_names(launch.source(n, d, **df))) for n, d, df, *_ in nvrtc.configurations())
     finally:
         launch.set_enabled(before)
+
+
+def test_gelu_parts_prints_the_kernel_beside_its_numpy_calls_within_80_columns():
+    env = dict(os.environ, PYTHONPATH=str(REPO), TINYCONVMIXER_THREADS="2")
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gelu_parts.py"),
+                          "--batch-size", "1", "--repeats", "1"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 7 and all(len(line) <= 80 for line in lines), run.stdout
+    for label in ("whole kernel (y and slope)", "np.exp", "np.multiply", "np.divide"):
+        assert any(line.strip().startswith(label) for line in lines), label
+    assert "% of the kernel" in run.stdout
+    assert lines[-1].startswith("forward pass at (1, 256, 16, 16): 1 thread")
+    assert "2 threads" in lines[-1]
