@@ -14,7 +14,7 @@ project's AMD EPYC), so float32 CPU arrays take Abramowitz and Stegun's erfc
 within 1.5e-7 of erf, so within 7.5e-8 of Phi (about 2e-7 evaluated in float32).
 It is evaluated with t scaled by lam = a5^(1/5), so that the polynomial in lam t
 has leading coefficient 1: Horner's rule then starts with an add, not a
-multiply, one NumPy pass fewer (23 passes and an exp in GELU's forward pass).
+multiply, one NumPy pass fewer (22 passes and an exp in GELU's forward pass).
 Its exp is the one GELU's slope needs anyway (phi(x) = e / sqrt(2 pi)), so GELU
 computes it once for both (gelu.py). It runs with in-place NumPy ufuncs over
 cache-sized chunks (chunked.py), every temporary a scratch chunk.
