@@ -61,17 +61,17 @@ def main():
     n = chunked.chunk_elements(4, 5)        # GELU's forward pass: x, y, slope and 2 scratch
     x = rng.standard_normal(n).astype(np.float32)
     y, s, e, t = (np.empty_like(x) for _ in range(4))
-    parts = [("whole kernel (y and slope)", lambda: gelu._exact_value_slope(y, s, x, e, t)),
+    parts = [("kernel (y and slope)", lambda: gelu._exact_value_slope(y, s, x, e, t)),
              ("np.exp", lambda: np.exp(x, out=e)),
              ("np.multiply", lambda: np.multiply(x, x, out=e)),
              ("np.divide", lambda: np.divide(x, x, out=e))]
     ns = {name: per_call(fn, args.repeats) / n * 1e9 for name, fn in parts}
     print(f"{cpu_model()}, NumPy {np.__version__}")
     print(f"GELU's float32 kernel on one thread, {n:,}-element chunks:")
-    kernel, exp, mul = ns["whole kernel (y and slope)"], ns["np.exp"], ns["np.multiply"]
+    kernel, exp, mul = ns["kernel (y and slope)"], ns["np.exp"], ns["np.multiply"]
     notes = {"np.exp": f"{exp / kernel:.0%} of the kernel, {exp / mul:.0f} multiplies"}
     for name, value in ns.items():
-        print(f"  {name:26s} {value:5.2f} ns/element  {notes.get(name, '')}".rstrip())
+        print(f"  {name:24s} {value:5.2f} ns/element  {notes.get(name, '')}".rstrip())
 
     shape = (args.batch_size, 256, 16, 16)
     big = backend.channels_last(rng.standard_normal(shape).astype(np.float32))
@@ -85,8 +85,9 @@ def main():
         else:
             os.environ["TINYCONVMIXER_THREADS"] = saved
     many = per_call(lambda: forward(big), args.repeats)
-    print(f"forward pass at {shape}: 1 thread {one * 1e3:.1f} ms, "
-          f"{threads.cpu_threads()} threads {many * 1e3:.1f} ms ({one / many:.2f}x)")
+    n_threads = threads.cpu_threads()
+    print(f"forward pass, batch {args.batch_size}: 1 thread {one * 1e3:.1f} ms, {n_threads} "
+          f"thread{'s' if n_threads > 1 else ''} {many * 1e3:.1f} ms ({one / many:.2f}x)")
 
 
 if __name__ == "__main__":
