@@ -93,18 +93,18 @@ class BatchNormRows(BatchNorm):
 
     def backward(self, g):
         xp, impl = backend.get_array_module(g), self.impl
-        x2, mean, invstd = as_rows(self.inputs[0].data), self.mean, self.invstd
+        x = self.inputs[0].data
+        x2, mean, invstd, scale = as_rows(x), self.mean, self.invstd, self.scale
         M = x2.shape[0]
         g2 = as_rows(g)
         sum_g, sum_gxc = impl.grad_sums(g2, x2, mean)
         dbias = sum_g                                            # sum of g
         dweight = invstd * sum_gxc                               # sum of g * xhat
-        scale = invstd if self.weight is None else invstd * self.weight
         if self.training:      # dx = scale (g - dbias/M - xhat dweight/M), xhat = (x - mean) invstd
             kx, k0 = scale * invstd * dweight / M, scale * dbias / M
         else:                  # running statistics are constants: dx = scale g
             kx, k0 = xp.zeros_like(scale), xp.zeros_like(scale)
         dt = g.dtype
-        dx, dx2 = empty_rows(self.inputs[0].data)
+        dx, dx2 = empty_rows(x)
         impl.backward(g2, x2, mean, scale, kx.astype(dt), k0.astype(dt), out=dx2)
         return dx, dweight.astype(dt), dbias.astype(dt)

@@ -21,8 +21,8 @@ import numpy as np
 
 from ...engine import backend
 from ...functional.activation import GELU
-from .chunked import chunked_map
-from .normal_cdf import constants, gauss_into, normal_cdf_from_gauss, normal_cdf_into
+from .chunked import chunked_map, constants
+from .normal_cdf import gauss_into, normal_cdf_from_gauss, normal_cdf_into
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

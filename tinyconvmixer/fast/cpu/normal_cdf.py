@@ -24,14 +24,13 @@ slope together; a table with linear interpolation, read by np.take, was slower
 than both.)
 """
 
-import functools
 import math
 
 import numpy as np
 
 from ...engine import backend
 from ...functional.activation import normal_cdf as reference_normal_cdf
-from .chunked import chunked_map
+from .chunked import chunked_map, constants
 
 P = 0.3275911 / math.sqrt(2.0)                  # p of 7.1.26, for |x| instead of |x| / sqrt 2
 A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
@@ -39,17 +38,6 @@ A = tuple(a / 2 for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 
 LAM = A[0] ** 0.2                               # u = LAM t: sum a_k t^k = sum (a_k / LAM^k) u^k
 B = tuple(a / LAM ** k for a, k in zip(A[1:], (4, 3, 2, 1)))      # b4 .. b1 (b5 = 1)
 SIGN = np.array(-2 ** 31, dtype=np.int32)       # a float32's sign bit, as an int32
-
-
-@functools.lru_cache(maxsize=None)
-def constants(dtype, *values):
-    """values as 0-d arrays of dtype, made once: NumPy's cheapest operands.
-
-    Measured on the project's AMD EPYC, a multiply of 16 float32 elements by a 0-d array
-    takes 0.9 us, by a Python float 1.9 (converted on every call). A kernel asks once per
-    chunk for all its constants: a look-up per operation took as long as the operation
-    itself, and the threads wait for each other while Python runs (the GIL)."""
-    return tuple(np.array(v, dtype=dtype) for v in values)
 
 
 def normal_cdf(x):
